@@ -1,0 +1,26 @@
+"""The `langshift` command: one Typer app; each part registers its own subcommands."""
+
+from __future__ import annotations
+
+import typer
+
+from langshift.data.cli import app as data_app
+from langshift.eval.cli import app as eval_app
+from langshift.report.cli import report
+from langshift.runner import run
+from langshift.train.cli import train
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(data_app, name="data", help="Build cross-lingual training data.")
+app.add_typer(eval_app, name="eval", help="Evaluate a model: belebele, mmmlu, alpaca, fidelity.")
+app.command("train")(train)
+app.command("run")(run)
+app.command("report")(report)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

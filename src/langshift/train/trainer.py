@@ -1,0 +1,174 @@
+"""One thin trainer for every method, on `transformers.Trainer` (so accelerate/DDP/FSDP/DeepSpeed work).
+
+Methods differ only in which sequences form a training unit and in their loss (objectives.py):
+    records -> units (encode + method.unit_roles) -> length-grouped shuffled batches
+            -> one forward over all sequences of the batch (logps.py) -> method.loss(policy, ref, ...)
+Reference log-probs come from a no-grad pre-pass cached on disk (reference.py), or, with
+`ref="on-the-fly"`, from a frozen copy of the model kept in memory (the classic two-model path).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, Sampler
+from transformers import Trainer, TrainerCallback
+
+from langshift.files import append_jsonl
+from langshift.train.encode import Encoder, Sequence, pad_batch
+from langshift.train.logps import completion_logps
+from langshift.train.objectives import Method, unit_side
+
+
+@dataclass
+class Unit:
+    seqs: list[Sequence]
+    ref: list[float] | None
+    side: str
+
+    @property
+    def length(self) -> int:
+        return sum(len(s.ids) for s in self.seqs)
+
+
+class UnitDataset(Dataset):
+    def __init__(self, units: list[Unit]):
+        self.units = units
+
+    def __len__(self):
+        return len(self.units)
+
+    def __getitem__(self, i):
+        return self.units[i]
+
+
+def build_units(records, encoder: Encoder, method: Method, ref_logps=None) -> list[Unit]:
+    """Encode records into the method's units; `ref_logps(list[Sequence]) -> list[float]` fills refs."""
+    encoded = [encoder.encode(r) for r in records]
+    units = [Unit([enc[role] for role in roles], None, unit_side(roles)) for enc in encoded for roles in method.unit_roles]
+    if ref_logps is not None:
+        flat = ref_logps([s for u in units for s in u.seqs])
+        k = method.seqs_per_unit
+        for i, u in enumerate(units):
+            u.ref = flat[i * k:(i + 1) * k]
+    return units
+
+
+class UnitCollator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, units: list[Unit]) -> dict:
+        batch = pad_batch([s for u in units for s in u.seqs], self.pad_id)
+        batch["n_units"] = torch.tensor(len(units))
+        batch["sides"] = [u.side for u in units]
+        if units[0].ref is not None:
+            batch["ref_logps"] = torch.tensor([u.ref for u in units], dtype=torch.float32)
+        return batch
+
+
+class LengthGroupedSampler(Sampler):
+    """Seeded shuffle, then sort by length inside mega-batches of 50 batches, then shuffle batches:
+    little padding, still random order. Depends only on (seed, epoch), so resume replays it."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, mega: int = 50):
+        self.lengths, self.batch_size, self.seed, self.mega, self.epoch = lengths, batch_size, seed, mega, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        rng = random.Random(self.seed * 1000003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        size = self.batch_size * self.mega
+        groups = [sorted(order[i:i + size], key=lambda j: -self.lengths[j]) for i in range(0, len(order), size)]
+        batches = [g[i:i + self.batch_size] for g in groups for i in range(0, len(g), self.batch_size)]
+        rng.shuffle(batches)
+        return iter([i for b in batches for i in b])
+
+
+class MetricsFile(TrainerCallback):
+    """metrics.jsonl: one line per logging step, language sides nested: {"step", "loss", "lr", "nll",
+    "en": {"reward_chosen", ...}, "tgt": {...}}; evaluation lines carry "eval_loss" etc."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or not logs:
+            return
+        row: dict = {"step": state.global_step, "epoch": state.epoch}
+        for key, value in logs.items():
+            key = "lr" if key == "learning_rate" else key
+            prefix, _, name = key.rpartition("/")
+            if prefix:
+                row.setdefault(prefix, {})[name] = value
+            else:
+                row[key] = value
+        append_jsonl(self.path, row)
+
+
+class LangshiftTrainer(Trainer):
+    def __init__(self, *args, method: Method, lam: float, beta: float, nll_on: str, ref_model=None, **kw):
+        super().__init__(*args, **kw)
+        self.method, self.lam, self.beta, self.nll_on, self.ref_model = method, lam, beta, nll_on, ref_model
+        self.model_accepts_loss_kwargs = False  # our loss is already a mean: let Trainer divide by GA steps
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def _get_train_sampler(self, *args, **kw):
+        units = self.train_dataset.units
+        return LengthGroupedSampler([u.length for u in units], self.args.per_device_train_batch_size, self.args.seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        k = self.method.seqs_per_unit
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                    completion_mask=inputs["completion_mask"])
+        policy, n_tok = out["logps"].view(-1, k), out["n_tokens"].view(-1, k)
+        ref = inputs.get("ref_logps")
+        if self.method.needs_ref and ref is None:  # on-the-fly reference model
+            with torch.no_grad():
+                ref, _ = completion_logps(self.ref_model, inputs["input_ids"], inputs["attention_mask"],
+                                          inputs["completion_mask"])
+            ref = ref.view(-1, k)
+        loss, metrics = self.method.loss(policy, ref, n_tok, inputs["sides"], lam=self.lam, beta=self.beta,
+                                         nll_on=self.nll_on)
+        self._store(metrics, "train" if model.training else "eval")
+        return (loss, out) if return_outputs else loss
+
+    def _store(self, metrics: dict, split: str):
+        keys = sorted(metrics)
+        values = torch.stack([metrics[k].float().reshape(()) for k in keys])
+        values = self.accelerator.gather_for_metrics(values[None]).reshape(-1, len(keys))
+        for key, col in zip(keys, values.nanmean(0).tolist()):
+            if not math.isnan(col):
+                self._metrics[split][key].append(col)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def log(self, logs: dict, *args, **kw):
+        split = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        prefix = "eval_" if split == "eval" else ""
+        for key, values in self._metrics[split].items():
+            if values:
+                logs[prefix + key] = sum(values) / len(values)
+        self._metrics[split].clear()
+        super().log(logs, *args, **kw)
+
+
+def frozen_copy(model):
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
