@@ -200,7 +200,7 @@ def test_judge_against_a_real_server_caches_and_accounts(llm_server, tmp_path):
     assert rows == [("q1", 0), ("q1", 1), ("q2", 0), ("q2", 1)]
     for item in full["items"]:
         assert [j["order"] for j in item["judgments"]] == ["A=m", "A=M"]
-        for j, mapping in zip(item["judgments"], ({"m": "A", "M": "B"}, {"m": "B", "M": "A"})):
+        for j, mapping in zip(item["judgments"], ({"m": "A", "M": "B"}, {"m": "B", "M": "A"}), strict=True):
             assert j["parsed"] in (None, "m", "M", "tie")
             assert j["winner"] == mapping.get(j["parsed"], j["parsed"])
         assert item["score"] == combine(*(j["winner"] for j in item["judgments"]))

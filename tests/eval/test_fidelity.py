@@ -12,8 +12,8 @@ from langshift.eval.fidelity import (
     counted_lines,
     prose_lines,
     read_responses,
-    score_file,
     score_fidelity,
+    score_file,
     word_count,
 )
 from langshift.files import InputError

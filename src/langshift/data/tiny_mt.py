@@ -52,7 +52,7 @@ def _pieces(model_file: Path) -> list[str]:
 
 
 def make_tiny_m2m100(out_dir: str | os.PathLike, *, corpus: list[str] | None = None, vocab_size: int = 400,
-                     d_model: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64, seed: int = 0) -> Path:
+                     d_model: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64, seed: int = 0, init_std: float = 0.2) -> Path:
     import torch
     from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
 
@@ -66,13 +66,19 @@ def make_tiny_m2m100(out_dir: str | os.PathLike, *, corpus: list[str] | None = N
             vocab.setdefault(p, len(vocab))
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
         shutil.copy(model_file, Path(tmp) / "sentencepiece.bpe.model")
-        tok = M2M100Tokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "sentencepiece.bpe.model"))
+        # The hub's tokenizer_config lists the language tokens as additional special tokens; so do we.
+        from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES
+
+        langs = [f"__{c}__" for c in FAIRSEQ_LANGUAGE_CODES["m2m100"]]
+        tok = M2M100Tokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "sentencepiece.bpe.model"),
+                              additional_special_tokens=langs)
         tok.save_pretrained(out)
+    # fairseq layout: the pieces, then one token per language, then the made-up padding words.
     config = M2M100Config(
-        vocab_size=len(tok), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+        vocab_size=len(vocab) + len(tok.lang_code_to_id) + tok.num_madeup_words, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
         encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
         max_position_embeddings=1024, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
-        scale_embedding=True,
+        scale_embedding=True, init_std=init_std,
     )
     torch.manual_seed(seed)
     M2M100ForConditionalGeneration(config).save_pretrained(out)
@@ -80,7 +86,7 @@ def make_tiny_m2m100(out_dir: str | os.PathLike, *, corpus: list[str] | None = N
 
 
 def make_tiny_marian(out_dir: str | os.PathLike, *, corpus: list[str] | None = None, vocab_size: int = 400,
-                     d_model: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64, seed: int = 0) -> Path:
+                     d_model: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64, seed: int = 0, init_std: float = 0.2) -> Path:
     import torch
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
@@ -104,7 +110,7 @@ def make_tiny_marian(out_dir: str | os.PathLike, *, corpus: list[str] | None = N
         vocab_size=len(vocab), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
         encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
         max_position_embeddings=512, pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad,
-        forced_eos_token_id=0, scale_embedding=True, share_encoder_decoder_embeddings=True,
+        scale_embedding=True, share_encoder_decoder_embeddings=True, init_std=init_std,
     )
     torch.manual_seed(seed)
     MarianMTModel(config).save_pretrained(out)

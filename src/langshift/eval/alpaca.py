@@ -106,7 +106,7 @@ def render_messages(instruction: str, output_1: str, output_2: str, lang: str) -
     """System + user messages for one ordering: output_1 belongs to "m", output_2 to "M"."""
     outputs = ",\n".join(
         _indent(json.dumps({"model": ident, "output": out}, ensure_ascii=False, indent=2), 2)
-        for ident, out in zip(IDENTS, (output_1, output_2))
+        for ident, out in zip(IDENTS, (output_1, output_2), strict=True)
     )
     clause = "" if get_language(lang).code == "en" else LANGUAGE_CLAUSE
     user = USER.format(
@@ -159,7 +159,7 @@ def _winner_from_ranking(value) -> str | None:
     except (TypeError, ValueError):
         return None
     best = min(ranks)
-    winners = [m for m, r in zip(models, ranks) if r == best]
+    winners = [m for m, r in zip(models, ranks, strict=True) if r == best]
     return winners[0] if len(winners) == 1 else "tie"
 
 

@@ -1,3 +1,155 @@
+"""`langshift eval belebele | mmmlu | generate | ...`: evaluate one model on one benchmark and language.
+
+Each benchmark command writes its per-item rows and `OUT/results.json`; several commands may share
+one OUT directory, their results are merged there under `results[task][lang]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from langshift.files import InputError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def _user_errors(fn):
+    """Bad input -> one readable line (file:line: field 'x': ...) and exit code 2, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _load(model: str, gguf_file: str | None, dtype: str | None, device: str | None):
+    from langshift.models import load
+
+    return load(model, gguf_file, dtype=dtype, device=device)
+
+
+def save_results(out: Path, task: str, lang: str, model: str, result: dict) -> Path:
+    """Merge `result` into `out/results.json` as `results[task][lang]`, keeping what other commands wrote."""
+    import json
+
+    from langshift.files import write_json
+
+    path = Path(out) / "results.json"
+    merged = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    merged.setdefault("model", model)
+    merged.setdefault(task, {})[lang] = result
+    return write_json(path, merged)
+
+
+@app.command()
+@_user_errors
+def belebele(
+    model: str = typer.Option("smollm2", help="Hub id, local dir, .gguf file, or 'smollm2' (embedded)."),
+    gguf_file: str = typer.Option(None, help="GGUF file inside --model (a hub repo or directory)."),
+    lang: str = typer.Option(..., help="Language code: en, sw, de, zh, ko, id, yo."),
+    data: str = typer.Option("facebook/belebele", help="Hub dataset id or local JSONL in BELEBELE's schema."),
+    out: Path = typer.Option(..., help="Output directory (results.json, belebele.<lang>.jsonl)."),
+    limit: int = typer.Option(None, help="Only the first N items."),
+    batch_size: int = typer.Option(8, help="Questions per forward pass."),
+    dtype: str = typer.Option(None, help="float32 | bfloat16 | float16 (default: fp32 on CPU, bf16 on GPU)."),
+    device: str = typer.Option(None, help="cpu | cuda | cuda:1 ..."),
+):
+    """BELEBELE accuracy by log-likelihood of the option labels (Table 7 templates)."""
+    from langshift.eval.belebele import evaluate_belebele, load_belebele
+    from langshift.languages import get_language
+
+    code = get_language(lang).code
+    items = load_belebele(data, code, limit=limit)
+    m, tok = _load(model, gguf_file, dtype, device)
+    start = time.perf_counter()
+    result = evaluate_belebele(m, tok, items, code, out_dir=out, batch_size=batch_size)
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    save_results(out, "belebele", code, model, result)
+    typer.echo(f"belebele {code}: accuracy {100 * result['accuracy']:.1f} ± {100 * result['stderr']:.1f} "
+               f"(n={result['n']}) -> {out / 'results.json'}")
+
+
+@app.command()
+@_user_errors
+def mmmlu(
+    model: str = typer.Option("smollm2", help="Hub id, local dir, .gguf file, or 'smollm2' (embedded)."),
+    gguf_file: str = typer.Option(None, help="GGUF file inside --model (a hub repo or directory)."),
+    lang: str = typer.Option(..., help="Language code: en, sw, de, zh, ko, id, yo."),
+    data: str = typer.Option("openai/MMMLU", help="Hub dataset id (English: MMLU) or local JSONL in MMMLU's schema."),
+    out: Path = typer.Option(..., help="Output directory (results.json, mmmlu.<lang>.jsonl, generations)."),
+    limit: int = typer.Option(None, help="Only the first N items (after --sample)."),
+    sample: int = typer.Option(None, help="N items stratified by subject."),
+    seed: int = typer.Option(0, help="Sampling seed (regeneration k uses seed + k) and --sample seed."),
+    max_new_tokens: int = typer.Option(512),
+    retries: int = typer.Option(3, help="Regenerations when no answer can be extracted (paper: 3)."),
+    temperature: float = typer.Option(0.6), top_p: float = typer.Option(0.9),
+    batch_size: int = typer.Option(8),
+    dtype: str = typer.Option(None), device: str = typer.Option(None),
+):
+    """MMMLU accuracy by generation and answer extraction (Table 6 prompts)."""
+    from langshift.eval.mmmlu import evaluate_mmmlu, load_mmmlu
+    from langshift.languages import get_language
+
+    code = get_language(lang).code
+    items = load_mmmlu(data, code, limit=limit, sample=sample, seed=seed)
+    m, tok = _load(model, gguf_file, dtype, device)
+    start = time.perf_counter()
+    result = evaluate_mmmlu(m, tok, items, code, out_dir=out, max_new_tokens=max_new_tokens, retries=retries,
+                            seed=seed, batch_size=batch_size, temperature=temperature, top_p=top_p)
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    save_results(out, "mmmlu", code, model, result)
+    typer.echo(f"mmmlu {code}: accuracy {100 * result['accuracy']:.1f} ± {100 * result['stderr']:.1f} "
+               f"(n={result['n']}, no answer {100 * result['extraction_failure_rate']:.0f}%, "
+               f"{result['regenerations']} regenerations) -> {out / 'results.json'}")
+
+
+@app.command()
+@_user_errors
+def generate(
+    model: str = typer.Option("smollm2", help="Hub id, local dir, .gguf file, or 'smollm2' (embedded)."),
+    gguf_file: str = typer.Option(None),
+    prompts: Path = typer.Option(..., help="JSONL with an id and a prompt per line."),
+    out: Path = typer.Option(..., help="Output JSONL {id, prompt, response}; rerunning resumes it."),
+    field: str = typer.Option("prompt", help="Field holding the prompt text (e.g. 'sw' in demo prompts.jsonl)."),
+    id_field: str = typer.Option("id", help="Field holding the id (default: line number when absent)."),
+    system: str = typer.Option(None, help="System prompt."),
+    max_new_tokens: int = typer.Option(256), temperature: float = typer.Option(0.6), top_p: float = typer.Option(0.9),
+    seed: int = typer.Option(0), batch_size: int = typer.Option(8),
+    limit: int = typer.Option(None, help="Only the first N prompts."),
+    backend: str = typer.Option("hf", help="hf | vllm"),
+    dtype: str = typer.Option(None), device: str = typer.Option(None),
+):
+    """Sample responses with the chat format used in training (top-p 0.9, temperature 0.6)."""
+    from langshift.eval.generate import generate_responses
+    from langshift.files import iter_jsonl
+
+    rows = []
+    for line, row in iter_jsonl(prompts):
+        if not isinstance(row.get(field), str) or not row[field].strip():
+            raise InputError(prompts, "missing or empty prompt text", line=line, field=field)
+        rows.append({"id": str(row.get(id_field, line)), "prompt": row[field]})
+    rows = rows[:limit] if limit else rows
+    if backend == "vllm":
+        from langshift.models import load_tokenizer, resolve_model
+
+        spec = resolve_model(model, gguf_file)
+        m, tok = spec.path, load_tokenizer(spec)
+    else:
+        m, tok = _load(model, gguf_file, dtype, device)
+    start = time.perf_counter()
+    done = generate_responses(m, tok, rows, out, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                              seed=seed, batch_size=batch_size, system=system, backend=backend)
+    typer.echo(f"{len(done)} responses in {out} ({time.perf_counter() - start:.1f} s)")
+
+
+# ------------------------------------------------------------------------------------------------
+# fidelity, alpaca and run commands follow (suite helper).

@@ -85,7 +85,7 @@ def fidelity_items(
     flat = [line for lines in per_row for line in lines]
     flat_langs = iter(langid.detect_many(flat, codes, backend=backend))
     items = []
-    for row, detected, lines in zip(rows, whole, per_row):
+    for row, detected, lines in zip(rows, whole, per_row, strict=True):
         line_langs = [next(flat_langs) for _ in lines]
         items.append({
             "id": row.get("id"),

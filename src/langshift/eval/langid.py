@@ -93,7 +93,7 @@ def detect_many(texts: Sequence[str], candidates: Iterable[str] | None = None, *
         found = _lingua_many([texts[i] for i in todo], codes) if len(codes) > 1 else [codes[0]] * len(todo)
     else:
         found = [_cld2_one(texts[i], codes) for i in todo]
-    for i, code in zip(todo, found):
+    for i, code in zip(todo, found, strict=True):
         out[i] = code
     return out
 
@@ -108,4 +108,4 @@ def detect_lines(text: str, candidates: Iterable[str] | None = None, *, backend:
 ]:
     """(line, language) for each non-blank line of `text`; fidelity decides which lines count."""
     lines = [line for line in text.splitlines() if line.strip()]
-    return list(zip(lines, detect_many(lines, candidates, backend=backend)))
+    return list(zip(lines, detect_many(lines, candidates, backend=backend), strict=True))

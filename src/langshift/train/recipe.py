@@ -101,7 +101,7 @@ def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_uni
 
 
 def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
-                train_records: list[Record], val_records: list[Record]) -> dict:
+                train_records: list[Record], val_records: list[Record], callbacks=()) -> dict:
     """Train one method from `model_path` into `out`; returns what config.yaml records about it."""
     method = METHODS[method_name]
     spec = models.resolve_model(model_path, gguf_file)
@@ -143,7 +143,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     trainer = LangshiftTrainer(
         model=model, args=args, train_dataset=UnitDataset(train_units), eval_dataset=UnitDataset(val_units or train_units[:1]),
         data_collator=UnitCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-        callbacks=[MetricsFile(out / "metrics.jsonl")], method=method, lam=cfg.lam, beta=cfg.beta,
+        callbacks=[MetricsFile(out / "metrics.jsonl"), *callbacks], method=method, lam=cfg.lam, beta=cfg.beta,
         nll_on=cfg.nll, ref_model=ref_model,
     )
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
@@ -165,8 +165,9 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     }
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run a method (or the sft+dpo pipeline) end to end; returns the output directory."""
+def train(cfg: TrainConfig, callbacks=()) -> Path:
+    """Run a method (or the sft+dpo pipeline) end to end; returns the output directory.
+    `callbacks`: extra `transformers.TrainerCallback`s (progress hooks, early stopping, ...)."""
     import transformers
 
     cfg.validate()
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig) -> Path:
     for i, name in enumerate(pipeline):
         last = i == len(pipeline) - 1
         stage_out = out if last else out / f"stage-{name}"
-        stages.append(train_stage(cfg, name, model_path, gguf_file, stage_out, train_records, val_records))
+        stages.append(train_stage(cfg, name, model_path, gguf_file, stage_out, train_records, val_records, callbacks))
         model_path, gguf_file = str(stage_out), None
     record = {
         "config": dataclasses.asdict(cfg),

@@ -14,7 +14,7 @@ TASK_YAML = Path(__file__).with_name("langshift_belebele_en.yaml")
 
 
 def lm_eval_belebele(model, tokenizer, data_file: str | os.PathLike, *, batch_size: int = 8) -> dict:
-    """{"accuracy", "loglik": per-item [4 floats] in file order, "n"} as lm-eval computes them."""
+    """{"accuracy", "loglik": per-item [4 floats], "contexts": per-item prompt text, "n"}, in file order."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -28,4 +28,6 @@ def lm_eval_belebele(model, tokenizer, data_file: str | os.PathLike, *, batch_si
     )
     samples = sorted(out["samples"][config["task"]], key=lambda s: s["doc_id"])
     logliks = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
-    return {"accuracy": out["results"][config["task"]]["acc,none"], "loglik": logliks, "n": len(samples)}
+    contexts = [s["arguments"][0][0] for s in samples]
+    return {"accuracy": out["results"][config["task"]]["acc,none"], "loglik": logliks, "contexts": contexts,
+            "n": len(samples)}

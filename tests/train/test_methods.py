@@ -1,0 +1,99 @@
+"""Every method through the real Trainer on a tiny model: losses, the lambda=0 identity, resume."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from langshift.records import Record, save_records
+from langshift.train.config import TrainConfig
+from langshift.train.recipe import train
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    recs = [Record(f"r{i}", "sw", f"Tell me about item {i}.", f"Item {i} is a kind of water that boils fast.",
+                   f"Niambie kuhusu kitu {i}.", f"Kitu {i} ni aina ya maji yanayochemka haraka.") for i in range(10)]
+    return save_records(tmp_path_factory.mktemp("data") / "records.jsonl", recs)
+
+
+def _cfg(tmp_path, tiny_llama, records, **kw):
+    base = dict(model=str(tiny_llama), data=str(records), lang="sw", out=str(tmp_path / "out"), batch_size=3,
+                lr=1e-2, cache_dir=str(tmp_path / "cache"), progress=False, val_size=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["clo", "sft", "sft-eng", "sft-tgt", "dpo", "sft+dpo"])
+def test_method_trains_and_loss_falls(tmp_path, tiny_llama, records, method):
+    out = train(_cfg(tmp_path, tiny_llama, records, method=method, trainable="full", epochs=4, eval_steps=4))
+    losses = [m["loss"] for m in _metrics(out) if "loss" in m]
+    assert losses[-1] < losses[0], losses
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert (out / "config.yaml").is_file()
+    if method == "sft+dpo":
+        assert (out / "stage-sft" / "model.safetensors").is_file()
+
+
+def test_lambda_zero_first_step_is_two_ln2(tmp_path, tiny_llama, records):
+    out = train(_cfg(tmp_path, tiny_llama, records, method="clo", lam=0.0, max_steps=1))
+    first = _metrics(out)[0]
+    assert first["step"] == 1 and first["loss"] == pytest.approx(2 * math.log(2), abs=1e-4)
+    for side in ("en", "tgt"):
+        for key in ("reward_chosen", "reward_rejected", "margin"):
+            assert abs(first[side][key]) < 1e-4
+        assert first[side]["accuracy"] == 0.0
+
+
+def test_on_the_fly_reference_matches_precomputed(tmp_path, tiny_llama, records):
+    a = train(_cfg(tmp_path / "a", tiny_llama, records, method="clo", max_steps=2))
+    b = train(_cfg(tmp_path / "b", tiny_llama, records, method="clo", max_steps=2, ref="on-the-fly"))
+    la, lb = ([m["loss"] for m in _metrics(o) if "loss" in m] for o in (a, b))
+    assert la == pytest.approx(lb, abs=1e-4)
+
+
+def test_reference_cache_is_reused(tmp_path, tiny_llama, records):
+    import sqlite3
+
+    cache = str(tmp_path / "cache")
+    train(_cfg(tmp_path / "a", tiny_llama, records, method="dpo", max_steps=1, limit=4, cache_dir=cache))
+    db = sqlite3.connect(tmp_path / "cache" / "reference.sqlite")
+    n4 = db.execute("SELECT COUNT(*) FROM ref").fetchone()[0]
+    train(_cfg(tmp_path / "b", tiny_llama, records, method="dpo", max_steps=1, cache_dir=cache))
+    n9 = db.execute("SELECT COUNT(*) FROM ref").fetchone()[0]
+    assert n4 == 4 * 4 + 4 and n9 == 9 * 4 + 4  # 4 sequences per record, train + 1 validation record
+
+
+def test_lora_trains_and_saves_merged_model(tmp_path, tiny_llama, records):
+    out = train(_cfg(tmp_path, tiny_llama, records, method="clo", trainable="lora", lora_r=2, max_steps=2))
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert not any("lora" in k for k in load_file(out / "model.safetensors"))
+
+
+class Interrupt(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kw):
+        if state.global_step == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, tiny_llama, records):
+    kw = dict(method="clo", trainable="full", max_steps=5, eval_steps=1, save_total_limit=10, batch_size=2)
+    whole = train(_cfg(tmp_path / "whole", tiny_llama, records, **kw))
+    cut = _cfg(tmp_path / "cut", tiny_llama, records, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, callbacks=[Interrupt()])
+    assert (tmp_path / "cut" / "out" / "checkpoints" / "checkpoint-3").is_dir()
+    cut.resume = True
+    resumed = train(cut)
+    a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    steps = [m["step"] for m in _metrics(resumed) if "loss" in m]
+    assert steps == [1, 2, 3, 4, 5]  # the resumed run appended to the interrupted run's log
