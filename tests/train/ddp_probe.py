@@ -32,16 +32,26 @@ def main() -> None:
 
     def observed_compute_loss(self, model, inputs, *args, **kw):
         if model.training:
-            seqs = [ids[m.bool()].tolist() for ids, m in zip(inputs["input_ids"], inputs["attention_mask"])]
-            emit(event="batch", step=self.state.global_step, seqs=seqs,
-                 world=dist.get_world_size() if dist.is_initialized() else 1,
-                 backend=dist.get_backend() if dist.is_initialized() else None,
-                 args_world=self.args.world_size)
+            seqs = [
+                ids[m.bool()].tolist()
+                for ids, m in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
+            ]
+            emit(
+                event="batch",
+                step=self.state.global_step,
+                seqs=seqs,
+                world=dist.get_world_size() if dist.is_initialized() else 1,
+                backend=dist.get_backend() if dist.is_initialized() else None,
+                args_world=self.args.world_size,
+            )
         return compute_loss(self, model, inputs, *args, **kw)
 
     def checksums(model) -> dict:
         params = [p.detach().double() for p in model.parameters() if p.requires_grad]
-        return {"checksum": float(sum(p.sum() for p in params)), "abs_checksum": float(sum(p.abs().sum() for p in params))}
+        return {
+            "checksum": float(sum(p.sum() for p in params)),
+            "abs_checksum": float(sum(p.abs().sum() for p in params)),
+        }
 
     def observed_train(self, *args, **kw):
         emit(event="start", **checksums(self.model))

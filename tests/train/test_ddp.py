@@ -18,16 +18,33 @@ from langshift.records import Record, save_records
 HERE = Path(__file__).parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
-TOPICS = [("the sky", "anga"), ("water", "maji"), ("the sun", "jua"), ("a letter", "barua"), ("the sea", "bahari"),
-          ("bread", "mkate"), ("a tree", "mti"), ("rain", "mvua"), ("a school", "shule")]
+TOPICS = [
+    ("the sky", "anga"),
+    ("water", "maji"),
+    ("the sun", "jua"),
+    ("a letter", "barua"),
+    ("the sea", "bahari"),
+    ("bread", "mkate"),
+    ("a tree", "mti"),
+    ("rain", "mvua"),
+    ("a school", "shule"),
+]
 
 
 def _records(n: int) -> list[Record]:
     out = []
     for i in range(n):
         en, sw = TOPICS[i % len(TOPICS)]
-        out.append(Record(f"r{i:02d}", "sw", f"Tell me about {en}, part {i}.", f"Here is fact {i} about {en}." * (1 + i % 3),
-                          f"Niambie kuhusu {sw}, sehemu {i}.", f"Huu ni ukweli {i} kuhusu {sw}." * (1 + i % 3)))
+        out.append(
+            Record(
+                f"r{i:02d}",
+                "sw",
+                f"Tell me about {en}, part {i}.",
+                f"Here is fact {i} about {en}." * (1 + i % 3),
+                f"Niambie kuhusu {sw}, sehemu {i}.",
+                f"Huu ni ukweli {i} kuhusu {sw}." * (1 + i % 3),
+            )
+        )
     return out
 
 
@@ -37,15 +54,46 @@ def test_clo_two_process_ddp(tiny_llama, tmp_path):
     out, probe = tmp_path / "run", tmp_path / "probe.jsonl"
     config = tmp_path / "train.yaml"
     config.write_text(f"cache_dir: {tmp_path / 'cache'}\nprogress: false\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--standalone",
-           str(HERE / "ddp_probe.py"), str(probe),
-           "train", "--method", "clo", "--model", str(tiny_llama), "--data", str(data), "--lang", "sw",
-           "--out", str(out), "--batch-size", "8", "--max-steps", "2", "--max-length", "128", "--seed", "0",
-           "--config", str(config)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    cmd = [
+        str(TORCHRUN),
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        str(HERE / "ddp_probe.py"),
+        str(probe),
+        "train",
+        "--method",
+        "clo",
+        "--model",
+        str(tiny_llama),
+        "--data",
+        str(data),
+        "--lang",
+        "sw",
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--max-length",
+        "128",
+        "--seed",
+        "0",
+        "--config",
+        str(config),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    assert proc.returncode == 0, (
+        f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    )
 
     # the run's outputs: model, tokenizer, config, metrics
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
@@ -72,7 +120,8 @@ def test_clo_two_process_ddp(tiny_llama, tmp_path):
     start = {r: next(x for x in rows[r] if x["event"] == "start") for r in (0, 1)}
     done = {r: next(x for x in rows[r] if x["event"] == "done") for r in (0, 1)}
     assert start[0]["abs_checksum"] == start[1]["abs_checksum"]
-    assert done[0]["abs_checksum"] != pytest.approx(start[0]["abs_checksum"], rel=1e-9)  # training moved weights
+    moved = done[0]["abs_checksum"] != pytest.approx(start[0]["abs_checksum"], rel=1e-9)
+    assert moved, "training did not change the weights"
     assert done[0]["steps"] == done[1]["steps"] == 2
     assert done[0]["checksum"] == pytest.approx(done[1]["checksum"], rel=1e-6, abs=1e-6)  # grads all-reduced
     assert done[0]["abs_checksum"] == pytest.approx(done[1]["abs_checksum"], rel=1e-6)

@@ -77,3 +77,14 @@ def test_installed_forward_is_removable(tiny):
     assert set(out) == {"logps", "n_tokens"}
     restore()
     assert model(input_ids=batch["input_ids"]).logits.shape[-1] == len(tok)
+
+
+def test_length_buckets_bound_padding():
+    from langshift.train.logps import length_buckets
+
+    lengths = [111, 186, 200, 125, 90, 270, 150, 300]
+    buckets = length_buckets(lengths, max_waste=0.1)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for b in buckets:
+        assert max(lengths[i] for i in b) * len(b) <= 1.1 * sum(lengths[i] for i in b)
+    assert length_buckets([5, 5, 5]) == [[0, 1, 2]]

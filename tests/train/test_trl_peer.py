@@ -26,12 +26,30 @@ datasets = pytest.importorskip("datasets")
 BETA = 1.0  # random tiny models are near-uniform: a large beta keeps the loss well away from ln 2
 
 RECORDS = [
-    Record("r1", "sw", "Why is the sky blue?", "Air scatters blue light more than red light.",
-           "Kwa nini anga ni la buluu?", "Hewa hutawanya mwanga wa buluu zaidi kuliko mwekundu."),
-    Record("r2", "sw", "At what temperature does water boil?", "At one hundred degrees Celsius at sea level.",
-           "Maji huchemka kwa joto gani?", "Kwa nyuzi joto mia moja kwenye usawa wa bahari."),
-    Record("r3", "sw", "Write a short morning greeting.", "Good morning! I hope you slept well.",
-           "Andika salamu fupi ya asubuhi.", "Habari za asubuhi! Natumaini ulilala salama."),
+    Record(
+        "r1",
+        "sw",
+        "Why is the sky blue?",
+        "Air scatters blue light more than red light.",
+        "Kwa nini anga ni la buluu?",
+        "Hewa hutawanya mwanga wa buluu zaidi kuliko mwekundu.",
+    ),
+    Record(
+        "r2",
+        "sw",
+        "At what temperature does water boil?",
+        "At one hundred degrees Celsius at sea level.",
+        "Maji huchemka kwa joto gani?",
+        "Kwa nyuzi joto mia moja kwenye usawa wa bahari.",
+    ),
+    Record(
+        "r3",
+        "sw",
+        "Write a short morning greeting.",
+        "Good morning! I hope you slept well.",
+        "Andika salamu fupi ya asubuhi.",
+        "Habari za asubuhi! Natumaini ulilala salama.",
+    ),
     Record("r4", "sw", "Add 2 and 3.", "2 + 3 = 5", "Ongeza 2 na 3.", "Jibu: 2 + 3 = 5"),
 ]
 
@@ -41,19 +59,23 @@ def _triplets(encoder: Encoder, fmt, tok, records):
     rows, pairs = [], []
     for r in records:
         enc = encoder.encode(r)
-        for prompt, (w, l), (yw, yl) in (
+        for prompt, (w, rej), (yw, yl) in (
             (r.en_prompt, ("en_chosen", "en_rejected"), (r.en_response, r.tgt_response)),
             (r.tgt_prompt, ("tgt_chosen", "tgt_rejected"), (r.tgt_response, r.en_response)),
         ):
-            rows.append({"prompt": fmt.prompt_text(tok, prompt), "chosen": yw + fmt.end, "rejected": yl + fmt.end})
-            pairs.append((enc[w], enc[l]))
+            rows.append(
+                {"prompt": fmt.prompt_text(tok, prompt), "chosen": yw + fmt.end, "rejected": yl + fmt.end}
+            )
+            pairs.append((enc[w], enc[rej]))
     return rows, pairs
 
 
 def _our_logps(model, seqs, pad_id):
     batch = pad_batch(seqs, pad_id)
     with torch.no_grad():
-        logps, _ = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        logps, _ = completion_logps(
+            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
     return logps
 
 
@@ -71,16 +93,31 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
     rows, pairs = _triplets(encoder, fmt, tok, RECORDS)
 
     # --- TRL: its own tokenization, its own collator, its own loss
-    args = DPOConfig(output_dir=str(tmp_path / "trl"), beta=BETA, per_device_train_batch_size=len(rows),
-                     bf16=False, use_cpu=True, gradient_checkpointing=False, report_to="none", max_length=None,
-                     loss_type="sigmoid")
-    trainer = DPOTrainer(model=models.load(str(policy_dir))[0], ref_model=models.load(str(ref_dir))[0], args=args,
-                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        beta=BETA,
+        per_device_train_batch_size=len(rows),
+        bf16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        report_to="none",
+        max_length=None,
+        loss_type="sigmoid",
+    )
+    trainer = DPOTrainer(
+        model=models.load(str(policy_dir))[0],
+        ref_model=models.load(str(ref_dir))[0],
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tok,
+    )
     processed = trainer.train_dataset
-    for row, (w, l) in zip(processed, pairs):  # same token ids, same prompt/completion boundary
-        assert row["prompt_ids"] == w.ids[:w.prompt_len] == l.ids[:l.prompt_len]
-        assert row["chosen_ids"] == w.ids[w.prompt_len:]
-        assert row["rejected_ids"] == l.ids[l.prompt_len:]
+    for row, (w, rej) in zip(
+        processed, pairs, strict=True
+    ):  # same token ids, same prompt/completion boundary
+        assert row["prompt_ids"] == w.ids[: w.prompt_len] == rej.ids[: rej.prompt_len]
+        assert row["chosen_ids"] == w.ids[w.prompt_len :]
+        assert row["rejected_ids"] == rej.ids[rej.prompt_len :]
     inputs = trainer.data_collator([processed[i] for i in range(len(processed))])
     trainer.model.train()
     with torch.no_grad():
@@ -89,8 +126,14 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
 
     # --- ours: completion_logps on each model, then the pure loss function
     pad = tok.pad_token_id
-    pi_w, pi_l = _our_logps(policy, [w for w, _ in pairs], pad), _our_logps(policy, [l for _, l in pairs], pad)
-    ref_w, ref_l = _our_logps(ref, [w for w, _ in pairs], pad), _our_logps(ref, [l for _, l in pairs], pad)
+    pi_w, pi_l = (
+        _our_logps(policy, [w for w, _ in pairs], pad),
+        _our_logps(policy, [rej for _, rej in pairs], pad),
+    )
+    ref_w, ref_l = (
+        _our_logps(ref, [w for w, _ in pairs], pad),
+        _our_logps(ref, [rej for _, rej in pairs], pad),
+    )
     ours = dpo_loss(pi_w, pi_l, ref_w, ref_l, BETA).mean().item()
     stats = {k: v.item() for k, v in pair_stats(pi_w, pi_l, ref_w, ref_l, BETA).items()}
 
@@ -105,9 +148,14 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
 
     # The engine's DPO method (what `--method dpo` trains on) gives the same number from the same units.
     method_loss, method_metrics = METHODS["dpo"].loss(
-        torch.stack([pi_w, pi_l], 1), torch.stack([ref_w, ref_l], 1),
-        torch.tensor([[len(w.ids) - w.prompt_len, len(l.ids) - l.prompt_len] for w, l in pairs]),
-        ["en", "tgt"] * len(RECORDS), lam=0.5, beta=BETA, nll_on="target")
+        torch.stack([pi_w, pi_l], 1),
+        torch.stack([ref_w, ref_l], 1),
+        torch.tensor([[len(w.ids) - w.prompt_len, len(rej.ids) - rej.prompt_len] for w, rej in pairs]),
+        ["en", "tgt"] * len(RECORDS),
+        lam=0.5,
+        beta=BETA,
+        nll_on="target",
+    )
     assert method_loss.item() == pytest.approx(trl_loss, abs=1e-4)
     both_sides = (method_metrics["en/reward_chosen"] + method_metrics["tgt/reward_chosen"]).item() / 2
     assert both_sides == pytest.approx(trl_metrics["rewards/chosen"], abs=1e-4)  # equal sides: mean of means

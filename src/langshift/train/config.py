@@ -13,6 +13,19 @@ from langshift.train.objectives import PIPELINES
 from langshift.train.params import MODES
 
 
+def _coerce(value, type_name: str, source: str, key: str):
+    """YAML reads `1e-4` as a string and CLIs give strings: convert to the field's number type."""
+    if value is None or not isinstance(value, str):
+        return value
+    for kind in (int, float):
+        if type_name.startswith(kind.__name__):
+            try:
+                return kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
+            except ValueError:
+                raise InputError(source, f"expected {kind.__name__}, got {value!r}", field=key) from None
+    return value
+
+
 @dataclass
 class TrainConfig:
     method: str = "clo"  # clo | sft | sft-eng | sft-tgt | dpo | sft+dpo
@@ -72,14 +85,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        names = set(types)
         aliases = {"lambda": "lam", "lambda_": "lam"}
         clean = {}
         for key, value in values.items():
             key = aliases.get(key, key).replace("-", "_")
             if key not in names:
                 raise InputError(source, f"unknown training option (known: {', '.join(sorted(names))})", field=key)
-            clean[key] = value
+            clean[key] = _coerce(value, types[key], source, key)
         return cls(**clean)
 
     @classmethod

@@ -1,0 +1,91 @@
+"""The experiment runner: config validation, stage keys, skip/resume, and the demo config end to end."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from langshift.files import InputError
+from langshift.runner import load_experiment, plan, run_experiment
+
+DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
+
+
+def _config(tmp_path, **changes):
+    raw = yaml.safe_load(DEMO.read_text())
+    for dotted, value in changes.items():
+        d = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = value
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return path
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"methods": ["clo", "ppo"]}, "methods[1]"),
+    ({"languages": ["sw", "klingon"]}, "languages[1]"),
+    ({"eval.taks": ["fidelity"]}, "eval.taks"),
+    ({"train.lamda": 0.5}, "train.lamda"),
+    ({"train.lam": 2.0}, "train.lam"),
+    ({"sizes": [0]}, "sizes[0]"),
+    ({"eval.tasks": ["fidelity", "bleu"]}, "eval.tasks[1]"),
+    ({"modles": []}, "modles"),
+])
+def test_config_errors_name_the_key(tmp_path, change, field):
+    with pytest.raises(InputError) as e:
+        load_experiment(_config(tmp_path, **change))
+    assert e.value.field == field and str(tmp_path / "exp.yaml") in str(e.value)
+
+
+def test_quick_and_set_overrides(tmp_path):
+    exp = load_experiment(DEMO, quick=True, overrides=["eval.limit=3", "out=" + str(tmp_path)])
+    assert exp.sizes == [16] and exp.eval["limit"] == 3 and exp.out == str(tmp_path)
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        load_experiment(DEMO, overrides=["eval.limit"])
+
+
+def _dirs(exp):
+    return {f"{s.kind}:{s.label}": s.directory(Path(exp.out)) for s, _ in plan(exp, Path(exp.out))}
+
+
+def test_stage_keys_follow_their_inputs(tmp_path):
+    base = _dirs(load_experiment(DEMO, overrides=[f"out={tmp_path}"]))
+    assert len(base) == 1 + 1 + 4 + 4  # data, base eval, 2 methods x 2 sizes trained and evaluated
+    lim = _dirs(load_experiment(DEMO, overrides=[f"out={tmp_path}", "eval.limit=3"]))
+    assert all(lim[k] == base[k] for k in base if not k.startswith("eval:"))
+    assert all(lim[k] != base[k] for k in base if k.startswith("eval:"))
+    lr = _dirs(load_experiment(DEMO, overrides=[f"out={tmp_path}", "train.lr=1e-4"]))
+    changed = {k for k in base if lr[k] != base[k]}
+    assert changed == {k for k in base if k.startswith("train:") or (k.startswith("eval:") and "base" not in k)}
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monkeypatch):
+    monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))
+    overrides = [f"out={tmp_path / 'run'}", f"models=[{{name: tiny, model: {tiny_llama}}}]", "eval.limit=3",
+                 "train.cache_dir=" + str(tmp_path / "cache")]
+    exp = load_experiment(DEMO, quick=True, overrides=overrides)
+    root = run_experiment(exp, progress=False)
+    rows = json.loads((root / "results.json").read_text())["rows"]
+    methods = {r["method"] for r in rows}
+    assert methods == {"base", "sft", "clo"}
+    assert {r["task"] for r in rows} >= {"fidelity", "belebele", "mmmlu"}
+    assert {r["eval_lang"] for r in rows} == {"target", "en"}
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+    assert (root / "report.md").read_text().count("|") > 10
+    done = {p: json.loads(p.read_text())["finished"] for p in root.glob("*/*/stage.json")}
+    assert len(done) == 6
+
+    run_experiment(exp, progress=False)  # everything done: nothing reruns
+    assert {p: json.loads(p.read_text())["finished"] for p in done} == done
+
+    victim = next(p for p in done if "/eval/" in str(p) and "-clo-" in str(p))
+    victim.unlink()  # as if killed before finishing
+    run_experiment(exp, progress=False)
+    after = {p: json.loads(p.read_text())["finished"] for p in done}
+    assert after[victim] > done[victim]
+    assert all(after[p] == done[p] for p in done if p != victim)
