@@ -1,0 +1,248 @@
+"""Result rows: the one flat shape every report table and plot is built from.
+
+A run directory holds `results.json` = {"experiment": str, "rows": [row, ...]}; one row is one number:
+
+    {"model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric",
+     "value", "stderr", "n"}   (+ "baseline" for alpaca win rates)
+
+`value` and `stderr` are fractions (0..1); tables and plots show them as percentages. Rows from several
+runs are merged; two rows that measure the same thing must agree, otherwise the merge is refused
+(a silent pick would put an arbitrary number in a table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from langshift.files import InputError
+from langshift.languages import TARGET_LANGUAGES, UnknownLanguageError, get_language
+
+METHODS = ("base", "sft-eng", "sft-tgt", "sft", "dpo", "sft+dpo", "clo")  # display order
+METHOD_LABEL = {
+    "base": "Base",
+    "sft-eng": "SFT-eng",
+    "sft-tgt": "SFT-tgt",
+    "sft": "SFT",
+    "dpo": "DPO",
+    "sft+dpo": "SFT+DPO",
+    "clo": "CLO",
+}
+TASK_METRICS = {
+    "fidelity": ("response_pass_rate", "line_pass_rate"),
+    "belebele": ("accuracy",),
+    "mmmlu": ("accuracy",),
+    "alpaca": ("win_rate",),
+}
+HEADLINE_METRIC = {
+    "fidelity": "response_pass_rate",
+    "belebele": "accuracy",
+    "mmmlu": "accuracy",
+    "alpaca": "win_rate",
+}
+TASK_LABEL = {
+    "fidelity": "Language fidelity",
+    "belebele": "Reading (BELEBELE)",
+    "mmmlu": "Knowledge (MMMLU)",
+    "alpaca": "Win rate (AlpacaEval)",
+}
+EVAL_LANGS = ("target", "en")
+TRAINABLE = ("attention", "full", "lora")
+NLL = ("target", "both")
+REQUIRED = (
+    "model",
+    "lang",
+    "method",
+    "size",
+    "trainable",
+    "nll",
+    "task",
+    "eval_lang",
+    "metric",
+    "value",
+    "stderr",
+    "n",
+)
+KEY = ("model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric", "baseline")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check(row, path: Path, i: int) -> None:
+    """Raise InputError naming file, row index and field for the first thing wrong with `row`."""
+
+    def bad(field: str | None, message: str):
+        return InputError(path, f"rows[{i}]: {message}", field=field)
+
+    if not isinstance(row, dict):
+        raise bad(None, f"expected a JSON object, got {type(row).__name__}")
+    for k in REQUIRED:
+        if k not in row:
+            raise bad(k, "missing required field")
+    for k in ("model", "lang"):
+        if not isinstance(row[k], str) or not row[k]:
+            raise bad(k, f"expected a non-empty string, got {row[k]!r}")
+    choices = {"method": METHODS, "task": tuple(TASK_METRICS), "eval_lang": EVAL_LANGS}
+    for k, allowed in choices.items():
+        if row[k] not in allowed:
+            raise bad(k, f"{row[k]!r} is not one of {', '.join(allowed)}")
+    if row["metric"] not in TASK_METRICS[row["task"]]:
+        raise bad(
+            "metric",
+            f"{row['metric']!r} is not a {row['task']} metric ({', '.join(TASK_METRICS[row['task']])})",
+        )
+    for k, allowed in (("trainable", TRAINABLE), ("nll", NLL)):
+        if row[k] is not None and row[k] not in allowed:
+            raise bad(k, f"{row[k]!r} is not null or one of {', '.join(allowed)}")
+    if row["size"] is not None and not (_is_int(row["size"]) and row["size"] > 0):
+        raise bad("size", f"expected null or a positive integer, got {row['size']!r}")
+    # Every metric is a fraction; a value above 1 is almost surely a percentage written by mistake.
+    if not (_is_number(row["value"]) and 0.0 <= row["value"] <= 1.0):
+        raise bad("value", f"expected a fraction in [0, 1], got {row['value']!r}")
+    if row["stderr"] is not None and not (_is_number(row["stderr"]) and row["stderr"] >= 0):
+        raise bad("stderr", f"expected null or a non-negative number, got {row['stderr']!r}")
+    if not (_is_int(row["n"]) and row["n"] > 0):
+        raise bad("n", f"expected a positive integer, got {row['n']!r}")
+    if row["task"] == "alpaca" and not (isinstance(row.get("baseline"), str) and row["baseline"]):
+        raise bad("baseline", "an alpaca win rate needs the method it was judged against")
+
+
+def read_run(path: str | Path) -> tuple[str, list[dict]]:
+    """(experiment, validated rows) of one run directory (or its results.json itself).
+
+    Each row gets "source" (the file it came from) unless it already names one (a merged report)."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.exists():
+        raise InputError(file, "no results.json here (is this a run directory?)")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(file, f"invalid JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise InputError(
+            file, 'expected {"experiment": ..., "rows": [...]} as written by `langshift run`', field="rows"
+        )
+    rows = []
+    for i, row in enumerate(doc["rows"]):
+        _check(row, file, i)
+        rows.append({**row, "source": row.get("source", str(file.resolve())), "_at": (str(file), i)})
+    return str(doc.get("experiment") or file.parent.name), rows
+
+
+def key(row: dict) -> tuple:
+    return tuple(row.get(k) for k in KEY)
+
+
+def merge(rows: Iterable[dict]) -> list[dict]:
+    """Drop exact repeats (e.g. the base model's numbers in two runs); refuse rows that disagree."""
+    seen: dict[tuple, dict] = {}
+    for row in rows:
+        k = key(row)
+        if k in seen:
+            old = seen[k]
+            if (old["value"], old["stderr"], old["n"]) != (row["value"], row["stderr"], row["n"]):
+                (f0, i0), (f1, i1) = old["_at"], row["_at"]
+                raise InputError(
+                    f1,
+                    f"rows[{i1}]: measures the same thing as rows[{i0}] of {f0} "
+                    f"({', '.join(f'{n}={v}' for n, v in zip(KEY, k, strict=True) if v is not None)}) "
+                    f"but reports {row['value']} (n={row['n']}) instead of {old['value']} (n={old['n']})",
+                )
+            continue
+        seen[k] = row
+    return [{k: v for k, v in r.items() if k != "_at"} for r in seen.values()]
+
+
+def load_rows(run_dirs: Iterable[str | Path]) -> list[dict]:
+    """Merged, validated rows of several run directories."""
+    return merge(row for d in run_dirs for row in read_run(d)[1])
+
+
+# ---- ordering, labels, selection ----------------------------------------------------------------
+
+
+def lang_name(code: str) -> str:
+    try:
+        return get_language(code).name
+    except UnknownLanguageError:
+        return code
+
+
+def lang_order(code: str) -> tuple:
+    """The paper's column order (high → medium → low resource), unknown codes last."""
+    return (TARGET_LANGUAGES.index(code), "") if code in TARGET_LANGUAGES else (len(TARGET_LANGUAGES), code)
+
+
+def method_order(method: str) -> int:
+    return METHODS.index(method)
+
+
+def eval_name(eval_lang: str, lang: str) -> str:
+    return "English" if eval_lang == "en" else lang_name(lang)
+
+
+# Preferred training variant for the main tables: the paper's setting (attention-only, target NLL) first.
+_TRAINABLE_RANK = {"attention": 0, None: 1, "lora": 2, "full": 3}
+_NLL_RANK = {None: 0, "target": 0, "both": 1}
+
+
+def variant(row: dict) -> tuple:
+    return (row["trainable"], row["nll"])
+
+
+def variant_rank(v: tuple) -> tuple:
+    return (_NLL_RANK[v[1]], _TRAINABLE_RANK[v[0]])
+
+
+def variant_label(v: tuple) -> str:
+    trainable, nll = v
+    parts = [{"attention": "attention", "full": "full", "lora": "LoRA"}[trainable]] if trainable else []
+    if nll:
+        parts.append(f"NLL {nll}")
+    return ", ".join(parts)
+
+
+def size_order(size: int | None) -> int:
+    return -1 if size is None else size
+
+
+def main_rows(rows: list[dict]) -> list[dict]:
+    """One configuration per (model, lang, method, task): the preferred variant, at its largest size.
+
+    This is what the paper-shaped Tables 1-3 compare; the ablation tables show the other variants."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["model"], r["lang"], r["method"], r["task"])].append(r)
+    out = []
+    for group in groups.values():
+        best_v = min({variant(r) for r in group}, key=variant_rank)
+        in_v = [r for r in group if variant(r) == best_v]
+        best_size = max((r["size"] for r in in_v), key=size_order)
+        out += [r for r in in_v if r["size"] == best_size]
+    return out
+
+
+def pct(value: float | None, stderr: float | None = None, decimals: int = 1) -> str:
+    """'45.0 ± 3.2' from fractions; '–' for a missing number."""
+    if value is None:
+        return "–"
+    s = f"{100 * value:.{decimals}f}"
+    return s if stderr is None else f"{s} ± {100 * stderr:.{decimals}f}"
+
+
+def delta(a: float | None, b: float | None, decimals: int = 1) -> str:
+    """Signed difference a − b in percentage points ('+11.3', '-0.2', '0.0'); '–' if either is missing."""
+    if a is None or b is None:
+        return "–"
+    d = round(100 * (a - b), decimals)
+    return f"{0.0:.{decimals}f}" if d == 0 else f"{d:+.{decimals}f}"

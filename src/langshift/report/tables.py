@@ -1,0 +1,375 @@
+"""Markdown tables in the shapes of the paper's Tables 1-5, plus our headline and fidelity tables.
+
+Every cell is `value ± stderr` in percent (rows hold fractions); a number that was not measured is '–'.
+Tables 1-3 compare one configuration per method (the paper's: attention-only, NLL on the target only,
+at the largest data size; see `rows.main_rows`); Tables 4-5 are the ablations over those choices.
+Δ columns are differences in percentage points: Table 1 CLO − other method, Table 4 attention − full.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from langshift.report.rows import (
+    EVAL_LANGS,
+    HEADLINE_METRIC,
+    METHOD_LABEL,
+    TASK_LABEL,
+    delta,
+    lang_name,
+    lang_order,
+    load_rows,
+    main_rows,
+    method_order,
+    pct,
+    size_order,
+    variant,
+    variant_label,
+    variant_rank,
+)
+
+__all__ = ["load_rows", "headline_table", "paper_tables", "md_table"]
+EVAL_LABEL = {"target": "Target", "en": "English"}
+
+
+def md_table(header: list[str], body: list[list[str]]) -> str:
+    """A GitHub markdown table, columns padded so it also reads as plain text in a terminal."""
+    cells = [[str(c).replace("|", "\\|") for c in line] for line in [header, *body]]
+    widths = [max(len(line[j]) for line in cells) for j in range(len(header))]
+
+    def fmt(line):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+
+    return "\n".join(
+        [fmt(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, cells[1:])]
+    )
+
+
+def _name_once(body: list[list[str]]) -> list[list[str]]:
+    """Blank the first column where it repeats the line above, as the paper names each model once."""
+    return [
+        ([""] if i and line[0] == body[i - 1][0] else [line[0]]) + line[1:] for i, line in enumerate(body)
+    ]
+
+
+def _pick(rows: list[dict], **match) -> dict | None:
+    for r in rows:
+        if all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def _cell(rows: list[dict], decimals: int = 1, **match) -> str:
+    r = _pick(rows, **match)
+    return pct(r["value"], r["stderr"], decimals) if r else "–"
+
+
+def _value(rows: list[dict], **match) -> float | None:
+    r = _pick(rows, **match)
+    return r["value"] if r else None
+
+
+def _sorted_langs(rows: list[dict]) -> list[str]:
+    return sorted({r["lang"] for r in rows}, key=lang_order)
+
+
+def _size_label(size: int | None) -> str:
+    return "–" if size is None else str(size)
+
+
+def _setting_note(rows: list[dict]) -> str:
+    """Which data size and training variant the trained methods in a main-rows table use."""
+    trained = [r for r in rows if r["method"] != "base"]
+    sizes = sorted({r["size"] for r in trained if r["size"] is not None})
+    notes = []
+    if len(sizes) == 1:
+        notes.append(f"data size {sizes[0]} records")
+    elif sizes:
+        notes.append(f"largest data size of each cell (sizes {', '.join(map(str, sizes))})")
+    by_method = defaultdict(set)
+    for r in trained:
+        if variant_label(variant(r)):
+            by_method[r["method"]].add(variant_label(variant(r)))
+    for m in sorted(by_method, key=method_order):
+        notes.append(f"{METHOD_LABEL[m]}: {' / '.join(sorted(by_method[m]))}")
+    return "; ".join(notes)
+
+
+# ---- headline ------------------------------------------------------------------------------------
+
+
+def _line_label(method: str, v: tuple, variants: set[tuple]) -> str:
+    """'CLO' for the method's preferred variant; 'CLO (full)', 'CLO (NLL both)' for the others."""
+    best = min(variants, key=variant_rank)
+    if v == best:
+        return METHOD_LABEL[method]
+    only_changes = tuple(part if part != b else None for part, b in zip(v, best, strict=True))
+    return f"{METHOD_LABEL[method]} ({variant_label(only_changes) or 'default'})"
+
+
+def _headline_one(rows: list[dict], lang: str) -> str:
+    tl = lang_name(lang)
+    columns = [
+        (f"{name} {ev_label}", task, HEADLINE_METRIC[task], ev, None)
+        for name, task in (("Fidelity", "fidelity"), ("Reading", "belebele"), ("Knowledge", "mmmlu"))
+        for ev, ev_label in (("target", tl), ("en", "English"))
+    ]
+    for b in sorted({r["baseline"] for r in rows if r["task"] == "alpaca"}):
+        columns += [
+            (f"Win vs {METHOD_LABEL.get(b, b)} {ev_label}", "alpaca", "win_rate", ev, b)
+            for ev, ev_label in (("target", tl), ("en", "English"))
+        ]
+    lines = sorted(
+        {(r["method"], r["size"], variant(r)) for r in rows},
+        key=lambda x: (method_order(x[0]), size_order(x[1]), variant_rank(x[2])),
+    )
+    variants = defaultdict(set)
+    for m, _, v in lines:
+        variants[m].add(v)
+    body = []
+    for method, size, v in lines:
+        sel = [r for r in rows if r["method"] == method and r["size"] == size and variant(r) == v]
+        cells = []
+        for _, task, metric, ev, b in columns:
+            match = dict(task=task, metric=metric, eval_lang=ev) | ({"baseline": b} if b else {})
+            cells.append(_cell(sel, **match))
+        body.append([_line_label(method, v, variants[method]), _size_label(size), *cells])
+    return md_table(["Method", "Data size", *(c[0] for c in columns)], body)
+
+
+def headline_table(rows: list[dict]) -> str:
+    """The demo's headline: one line per (method, data size), base included; one table per (model, lang).
+
+    Fidelity = response pass rate; Reading = BELEBELE accuracy; Knowledge = MMMLU accuracy; each in the
+    target language and in English, `% ± standard error`."""
+    groups = sorted({(r["model"], r["lang"]) for r in rows}, key=lambda g: (g[0], lang_order(g[1])))
+    parts = []
+    for model, lang in groups:
+        table = _headline_one([r for r in rows if (r["model"], r["lang"]) == (model, lang)], lang)
+        parts.append(table if len(groups) == 1 else f"**{model} · {lang_name(lang)}**\n\n{table}")
+    return "\n\n".join(parts) if parts else "_No result rows yet._"
+
+
+# ---- the paper's tables --------------------------------------------------------------------------
+
+
+def table1_alpaca(rows: list[dict]) -> str | None:
+    """Table 1: win rate vs the baseline; model × {Target, English} lines, per language the other
+    method(s), CLO and Δ = CLO − other."""
+    rows = [r for r in main_rows(rows) if r["task"] == "alpaca"]
+    parts = []
+    for baseline in sorted({r["baseline"] for r in rows}):
+        sel = [r for r in rows if r["baseline"] == baseline]
+        langs = _sorted_langs(sel)
+        methods = sorted({r["method"] for r in sel}, key=method_order)
+        others = [m for m in methods if m != "clo"]
+        has_clo = "clo" in methods
+        header = ["Model", "Eval"]
+        for lang in langs:
+            header += [f"{lang_name(lang)} {METHOD_LABEL[m]}" for m in others + (["clo"] if has_clo else [])]
+            if has_clo:
+                header += [
+                    f"{lang_name(lang)} Δ" + (f" vs {METHOD_LABEL[m]}" if len(others) > 1 else "")
+                    for m in others
+                ]
+        body = []
+        for model in sorted({r["model"] for r in sel}):
+            for ev in EVAL_LANGS:
+                mine = [r for r in sel if r["model"] == model and r["eval_lang"] == ev]
+                if not mine:
+                    continue
+                line = [model, EVAL_LABEL[ev]]
+                for lang in langs:
+                    at = [r for r in mine if r["lang"] == lang]
+                    line += [_cell(at, method=m) for m in others + (["clo"] if has_clo else [])]
+                    if has_clo:
+                        clo = _value(at, method="clo")
+                        line += [delta(clo, _value(at, method=m)) for m in others]
+                body.append(line)
+        note = f"Win rate (%) ± standard error against {METHOD_LABEL.get(baseline, baseline)}"
+        if has_clo and others:
+            note += "; Δ = CLO − " + " / ".join(METHOD_LABEL[m] for m in others) + " in points"
+        setting = _setting_note(sel)
+        parts.append(
+            md_table(header, _name_once(body)) + f"\n\n{note}" + (f"; {setting}." if setting else ".")
+        )
+    return "\n\n".join(parts) if parts else None
+
+
+def _target_english(rows: list[dict], task: str, decimals: int) -> str | None:
+    """Tables 2 and 3: model × method lines, per language a Target and an English column."""
+    rows = [r for r in main_rows(rows) if r["task"] == task and r["metric"] == HEADLINE_METRIC[task]]
+    if not rows:
+        return None
+    langs = _sorted_langs(rows)
+    header = ["Model", "Method"] + [
+        f"{lang_name(lang)} {EVAL_LABEL[ev]}" for lang in langs for ev in EVAL_LANGS
+    ]
+    body = []
+    for model in sorted({r["model"] for r in rows}):
+        for method in sorted({r["method"] for r in rows if r["model"] == model}, key=method_order):
+            mine = [r for r in rows if r["model"] == model and r["method"] == method]
+            body.append(
+                [model, METHOD_LABEL[method]]
+                + [_cell(mine, decimals, lang=lang, eval_lang=ev) for lang in langs for ev in EVAL_LANGS]
+            )
+    setting = _setting_note(rows)
+    note = "Accuracy (%) ± standard error; Target = the trained language, English = English items" + (
+        f"; {setting}." if setting else "."
+    )
+    return md_table(header, _name_once(body)) + "\n\n" + note
+
+
+def table2_belebele(rows: list[dict]) -> str | None:
+    """Table 2: BELEBELE accuracy, Target and English per language."""
+    return _target_english(rows, "belebele", 1)
+
+
+def table3_mmmlu(rows: list[dict]) -> str | None:
+    """Table 3: MMMLU accuracy; SFT-eng / SFT-tgt lines appear when those runs exist (2 decimals, as the paper)."""
+    return _target_english(rows, "mmmlu", 2)
+
+
+def _ablation_groups(rows: list[dict], axis: str, a: str, b: str) -> list[tuple[tuple, int, list[dict]]]:
+    """Groups of headline-metric rows equal in everything but `axis`, at the largest size where both
+    `axis = a` and `axis = b` were measured: [(group key, size, rows at that size)]."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    others = [k for k in ("trainable", "nll") if k != axis]
+    for r in rows:
+        if r["metric"] == HEADLINE_METRIC[r["task"]] and r[axis] in (a, b):
+            groups[
+                (r["model"], r["lang"], r["method"], r["task"], r.get("baseline"), *(r[k] for k in others))
+            ].append(r)
+    out = []
+    for k, g in groups.items():
+        both = {r["size"] for r in g if r[axis] == a} & {r["size"] for r in g if r[axis] == b}
+        if both:
+            size = max(both, key=size_order)
+            out.append((k, size, [r for r in g if r["size"] == size]))
+    return sorted(out, key=lambda x: (x[0][0], lang_order(x[0][1]), method_order(x[0][2]), x[0][3]))
+
+
+def _task_label(task: str, baseline: str | None) -> str:
+    return TASK_LABEL[task] + (f" vs {METHOD_LABEL.get(baseline, baseline)}" if baseline else "")
+
+
+def table4_trainable(rows: list[dict]) -> str | None:
+    """Table 4: attention-only vs full fine-tuning, per task's headline metric; Δ = attention − full."""
+    groups = _ablation_groups(rows, "trainable", "attention", "full")
+    if not groups:
+        return None
+    body = []
+    for (model, lang, method, task, baseline, *_), size, g in groups:
+        line = [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size)]
+        for ev in EVAL_LANGS:
+            att, full = (
+                _value(g, trainable="attention", eval_lang=ev),
+                _value(g, trainable="full", eval_lang=ev),
+            )
+            line += [
+                _cell(g, trainable="attention", eval_lang=ev),
+                _cell(g, trainable="full", eval_lang=ev),
+                delta(att, full),
+            ]
+        body.append(line)
+    header = [
+        "Model",
+        "Language",
+        "Method",
+        "Metric",
+        "Data size",
+        "Target attention",
+        "Target full",
+        "Target Δ",
+        "English attention",
+        "English full",
+        "English Δ",
+    ]
+    return (
+        md_table(header, body) + "\n\n% ± standard error; Δ = attention-only − full fine-tuning, in points."
+    )
+
+
+def table5_nll(rows: list[dict]) -> str | None:
+    """Table 5: NLL on the target response only (the paper's choice) vs on both responses."""
+    groups = _ablation_groups(rows, "nll", "target", "both")
+    if not groups:
+        return None
+    body = []
+    for (model, lang, method, task, baseline, *_), size, g in groups:
+        for nll, label in (("target", "Target only"), ("both", "Target & English")):
+            body.append(
+                [
+                    model,
+                    lang_name(lang),
+                    METHOD_LABEL[method],
+                    _task_label(task, baseline),
+                    _size_label(size),
+                    label,
+                ]
+                + [_cell(g, nll=nll, eval_lang=ev) for ev in EVAL_LANGS]
+            )
+    header = ["Model", "Language", "Method", "Metric", "Data size", "NLL loss", "Target", "English"]
+    return md_table(header, body) + "\n\n% ± standard error."
+
+
+def fidelity_table(rows: list[dict]) -> str | None:
+    """Ours, beyond the paper: response- and line-level pass rates for every trained configuration."""
+    rows = [r for r in rows if r["task"] == "fidelity"]
+    if not rows:
+        return None
+    lines = sorted(
+        {(r["model"], r["lang"], r["method"], r["size"], variant(r)) for r in rows},
+        key=lambda x: (x[0], lang_order(x[1]), method_order(x[2]), size_order(x[3]), variant_rank(x[4])),
+    )
+    variants = defaultdict(set)
+    for model, lang, method, _, v in lines:
+        variants[(model, lang, method)].add(v)
+    body = []
+    for model, lang, method, size, v in lines:
+        sel = [
+            r
+            for r in rows
+            if (r["model"], r["lang"], r["method"], r["size"], variant(r)) == (model, lang, method, size, v)
+        ]
+        body.append(
+            [
+                model,
+                lang_name(lang),
+                _line_label(method, v, variants[(model, lang, method)]),
+                _size_label(size),
+            ]
+            + [
+                _cell(sel, eval_lang=ev, metric=m)
+                for ev in EVAL_LANGS
+                for m in ("response_pass_rate", "line_pass_rate")
+            ]
+        )
+    header = [
+        "Model",
+        "Language",
+        "Method",
+        "Data size",
+        "Target response",
+        "Target line",
+        "English response",
+        "English line",
+    ]
+    note = (
+        "Pass rate (%) ± standard error. Response: the whole response is in the prompt's language; "
+        "line: every line of 5+ words (outside code, not a bare URL) is."
+    )
+    return md_table(header, _name_once(body)) + "\n\n" + note
+
+
+def paper_tables(rows: list[dict]) -> list[tuple[str, str]]:
+    """(heading, markdown) of each table the rows can fill, in the paper's order, fidelity last."""
+    tables = [
+        ("Instruction following: AlpacaEval win rate (Table 1 shape)", table1_alpaca(rows)),
+        ("Reading comprehension: BELEBELE (Table 2 shape)", table2_belebele(rows)),
+        ("Knowledge and reasoning: MMMLU (Table 3 shape)", table3_mmmlu(rows)),
+        ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows)),
+        ("Ablation: NLL on the target only vs both languages (Table 5 shape)", table5_nll(rows)),
+        ("Language fidelity (beyond the paper)", fidelity_table(rows)),
+    ]
+    return [(h, t) for h, t in tables if t]
