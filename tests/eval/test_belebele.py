@@ -17,10 +17,14 @@ from langshift.models import load
 sys.path.insert(0, str(Path(__file__).parent / "lm_eval_tasks"))
 
 PASSAGES = {
-    "eng_Latn": ["Water boils at one hundred degrees at sea level. On a mountain it boils sooner.",
-                 "The market opens at seven and closes at one. Parking is free on market days."],
-    "swh_Latn": ["Maji huchemka kwa nyuzi joto mia moja kwenye usawa wa bahari.",
-                 "Soko hufunguliwa saa moja na hufungwa saa saba."],
+    "eng_Latn": [
+        "Water boils at one hundred degrees at sea level. On a mountain it boils sooner.",
+        "The market opens at seven and closes at one. Parking is free on market days.",
+    ],
+    "swh_Latn": [
+        "Maji huchemka kwa nyuzi joto mia moja kwenye usawa wa bahari.",
+        "Soko hufunguliwa saa moja na hufungwa saa saba.",
+    ],
     "kor_Hang": ["물은 해수면에서 섭씨 100도에서 끓는다.", "시장은 7시에 열고 1시에 닫는다."],
 }
 
@@ -31,19 +35,30 @@ def belebele_rows() -> list[dict]:
     for dialect, passages in PASSAGES.items():
         for p, passage in enumerate(passages):
             for q in range(3):
-                rows.append({
-                    "link": f"https://example.org/passage-{p}", "question_number": q + 1, "flores_passage": passage,
-                    "question": f"Question {q} about passage {p}? ", "mc_answer1": "at one hundred degrees",
-                    "mc_answer2": "seven", "mc_answer3": "free", "mc_answer4": "on a mountain",
-                    "correct_answer_num": str((p + q) % 4 + 1), "dialect": dialect, "ds": "2023-05-03",
-                })
+                rows.append(
+                    {
+                        "link": f"https://example.org/passage-{p}",
+                        "question_number": q + 1,
+                        "flores_passage": passage,
+                        "question": f"Question {q} about passage {p}? ",
+                        "mc_answer1": "at one hundred degrees",
+                        "mc_answer2": "seven",
+                        "mc_answer3": "free",
+                        "mc_answer4": "on a mountain",
+                        "correct_answer_num": str((p + q) % 4 + 1),
+                        "dialect": dialect,
+                        "ds": "2023-05-03",
+                    }
+                )
     return rows
 
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("belebele") / "belebele.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in belebele_rows()), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in belebele_rows()), encoding="utf-8"
+    )
     return path
 
 
@@ -79,8 +94,12 @@ def test_table7_templates():
     item = {"passage": " P. ", "question": "Q? ", "options": ["a", "b", "c", "d"], "answer": 0}
     assert render_prompt(item, "sw") == "Hati: P.\nSwali: Q?\nA: a\nB: b\nC: c\nD: d\nJibu:"
     assert render_prompt(item, "ko") == "문서: P.\n질문: Q?\n가) a\n나) b\n다) c\n라) d\n정답:"
-    assert render_prompt(item, "yo").startswith("Iwe: P.\nIbèèrè: Q?") and render_prompt(item, "yo").endswith("Idahun:")
-    assert render_prompt(item, "zh").startswith("文档: P.\n问题: Q?") and render_prompt(item, "de").endswith("Antwort:")
+    assert render_prompt(item, "yo").startswith("Iwe: P.\nIbèèrè: Q?") and render_prompt(item, "yo").endswith(
+        "Idahun:"
+    )
+    assert render_prompt(item, "zh").startswith("文档: P.\n问题: Q?") and render_prompt(item, "de").endswith(
+        "Antwort:"
+    )
     assert render_prompt(item, "id").endswith("Jawaban:")
     assert render_prompt(item, "en") == "Passage: P.\nQuestion: Q?\nA: a\nB: b\nC: c\nD: d\nAnswer:"
     assert choices("ko") == [" 가)", " 나)", " 다)", " 라)"] and choices("sw") == [" A", " B", " C", " D"]
@@ -103,7 +122,7 @@ def test_shared_context_equals_naive_scoring(family, lang, data_file, tiny_llama
     assert max(len(encode_pair(tok, "정답:", c)[1]) for c in choices(lang)) > 1 or lang == "en"
     result = evaluate_belebele(model, tok, items, lang, out_dir=tmp_path, batch_size=4)
     rows = read_jsonl(tmp_path / f"belebele.{lang}.jsonl")
-    for item, row in zip(items, rows):
+    for item, row in zip(items, rows, strict=True):
         expected = [naive_loglik(model, tok, render_prompt(item, lang), c) for c in choices(lang)]
         assert row["loglik"] == pytest.approx(expected, abs=1e-4)
         assert row["pred"] == max(range(4), key=lambda k: expected[k]) and row["gold"] == item["answer"]
@@ -134,7 +153,7 @@ def test_peer_check_against_lm_eval(tiny, data_file, tmp_path):
     assert theirs["contexts"] == [render_prompt(item, "en") for item in items]  # the very same prompt text
     mine = [r["loglik"] for r in read_jsonl(tmp_path / "belebele.en.jsonl")]
     assert theirs["n"] == len(mine) == 6
-    for a, b in zip(mine, theirs["loglik"]):
+    for a, b in zip(mine, theirs["loglik"], strict=True):
         assert a == pytest.approx(b, abs=1e-4)
     assert ours["accuracy"] == theirs["accuracy"]
 
@@ -144,14 +163,42 @@ def test_cli_belebele(tiny_llama, data_file, tmp_path):
 
     out = tmp_path / "run"
     for lang in ("sw", "ko"):
-        result = CliRunner().invoke(app, ["eval", "belebele", "--model", str(tiny_llama), "--lang", lang, "--data",
-                                          str(data_file), "--out", str(out), "--limit", "4"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "eval",
+                "belebele",
+                "--model",
+                str(tiny_llama),
+                "--lang",
+                lang,
+                "--data",
+                str(data_file),
+                "--out",
+                str(out),
+                "--limit",
+                "4",
+            ],
+        )
         assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert saved["model"] == str(tiny_llama)
     assert saved["belebele"]["sw"]["n"] == saved["belebele"]["ko"]["n"] == 4
     assert 0 <= saved["belebele"]["ko"]["accuracy"] <= 1 and "stderr" in saved["belebele"]["ko"]
     assert len(read_jsonl(out / "belebele.ko.jsonl")) == 4
-    bad = CliRunner().invoke(app, ["eval", "belebele", "--model", str(tiny_llama), "--lang", "de", "--data",
-                                   str(data_file), "--out", str(out)])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "belebele",
+            "--model",
+            str(tiny_llama),
+            "--lang",
+            "de",
+            "--data",
+            str(data_file),
+            "--out",
+            str(out),
+        ],
+    )
     assert bad.exit_code == 2 and "no BELEBELE items for German" in bad.output

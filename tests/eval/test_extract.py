@@ -69,6 +69,10 @@ def test_english_answer_counts_in_any_language():
 
 
 @settings(max_examples=200, deadline=None)
-@given(prefix=st.text(), letter=st.sampled_from("ABCD"), word=st.sampled_from(["Answer", "Jibu", "答案", "정답", "Antwort"]))
+@given(
+    prefix=st.text(),
+    letter=st.sampled_from("ABCD"),
+    word=st.sampled_from(["Answer", "Jibu", "答案", "정답", "Antwort"]),
+)
 def test_last_line_wins_over_any_prefix(prefix, letter, word):
     assert extract_answer(f"{prefix}\n{word}: {letter}") == letter

@@ -102,7 +102,9 @@ def test_code_blocks_urls_and_short_lines_are_not_counted():
 
 
 def test_unclosed_code_fence_hides_the_rest():
-    assert prose_lines("Intro line here.\n```\nprint('this is english code text here')") == ["Intro line here."]
+    assert prose_lines("Intro line here.\n```\nprint('this is english code text here')") == [
+        "Intro line here."
+    ]
 
 
 def test_word_count_rules():
@@ -133,7 +135,10 @@ def test_cli_contract_keys(tmp_path):
     from langshift.eval.cli import app
 
     path = tmp_path / "responses.jsonl"
-    rows = [{"prompt": "Mto uko wapi?", "response": TEXTS["sw"]}, {"prompt": "Mto uko wapi?", "response": TEXTS["en"]}]
+    rows = [
+        {"prompt": "Mto uko wapi?", "response": TEXTS["sw"]},
+        {"prompt": "Mto uko wapi?", "response": TEXTS["en"]},
+    ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["fidelity", "--responses", str(path), "--lang", "sw", "--out", str(out)])

@@ -28,8 +28,9 @@ def test_same_seed_same_outputs_other_seed_differs(tiny, tmp_path):
     assert [r["id"] for r in a] == [p["id"] for p in PROMPTS]
     assert a == b
     assert [r["response"] for r in a] != [r["response"] for r in c]
-    assert read_jsonl(tmp_path / "a.jsonl") and sorted(r["id"] for r in read_jsonl(tmp_path / "a.jsonl")) == sorted(
-        p["id"] for p in PROMPTS)
+    assert read_jsonl(tmp_path / "a.jsonl") and sorted(
+        r["id"] for r in read_jsonl(tmp_path / "a.jsonl")
+    ) == sorted(p["id"] for p in PROMPTS)
     end = chat_format(tok).end
     assert all(end not in r["response"] for r in a)
 
@@ -89,10 +90,26 @@ def test_cli_generate(tiny_llama, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"q{i}", "sw": f"Habari {i}?"}) + "\n" for i in range(3)))
     out = tmp_path / "responses.jsonl"
-    args = ["eval", "generate", "--model", str(tiny_llama), "--prompts", str(prompts), "--field", "sw", "--out",
-            str(out), "--max-new-tokens", "4", "--batch-size", "2"]
+    args = [
+        "eval",
+        "generate",
+        "--model",
+        str(tiny_llama),
+        "--prompts",
+        str(prompts),
+        "--field",
+        "sw",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "2",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert [r["id"] for r in read_jsonl(out)] and {r["prompt"] for r in read_jsonl(out)} == {f"Habari {i}?" for i in range(3)}
+    assert [r["id"] for r in read_jsonl(out)] and {r["prompt"] for r in read_jsonl(out)} == {
+        f"Habari {i}?" for i in range(3)
+    }
     bad = CliRunner().invoke(app, [*args[:6], "--field", "de", "--out", str(out)])
     assert bad.exit_code == 2 and "prompts.jsonl:1: field 'de'" in bad.output

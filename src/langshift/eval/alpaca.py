@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from langshift.eval.stats import mean_stderr
 from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
 from langshift.languages import get_language
-from langshift.llm_client import ChatClient
+from langshift.llm_client import ChatClient, LLMError
 
 PROMPT_VERSION = "appC-json-v1"  # bump when the rendered prompt changes: old cache entries stop matching
 HUB_DATASET = "tatsu-lab/alpaca_eval"
@@ -79,15 +79,19 @@ LEADERBOARD_SCHEMA = {
     "type": "object",
     "properties": {
         "ordered_models": {
-            "type": "array", "minItems": 2, "maxItems": 2,
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
             "items": {
                 "type": "object",
                 "properties": {"model": {"type": "string", "enum": ["m", "M"]}, "rank": {"type": "integer"}},
-                "required": ["model", "rank"], "additionalProperties": False,
+                "required": ["model", "rank"],
+                "additionalProperties": False,
             },
         }
     },
-    "required": ["ordered_models"], "additionalProperties": False,
+    "required": ["ordered_models"],
+    "additionalProperties": False,
 }
 
 IDENTS = ("m", "M")
@@ -141,7 +145,7 @@ def _json_values(text: str):
 
 
 def _winner_from_ranking(value) -> str | None:
-    """"m", "M", "tie" from [{"model","rank"},...] / {"ordered_models": [...]} / {"m": 1, "M": 2}."""
+    """The winner ("m", "M" or "tie") of [{"model","rank"},...], {"ordered_models": [...]} or {"m": 1, ...}."""
     if isinstance(value, dict):
         if isinstance(value.get("ordered_models"), list):
             value = value["ordered_models"]
@@ -198,9 +202,13 @@ def win_rate(scores: Sequence[float | None]) -> dict:
     valid = [s for s in scores if s is not None]
     mean, stderr = mean_stderr(valid) if valid else (None, None)
     return {
-        "win_rate": mean, "win_rate_stderr": stderr, "n": len(valid),
-        "wins": sum(s == 1.0 for s in valid), "ties": sum(s == 0.5 for s in valid),
-        "losses": sum(s == 0.0 for s in valid), "invalid": len(scores) - len(valid),
+        "win_rate": mean,
+        "win_rate_stderr": stderr,
+        "n": len(valid),
+        "wins": sum(s == 1.0 for s in valid),
+        "ties": sum(s == 0.5 for s in valid),
+        "losses": sum(s == 0.0 for s in valid),
+        "invalid": len(scores) - len(valid),
     }
 
 
@@ -318,14 +326,26 @@ def judge_pairwise(
     try:
         raws = {key: cache.get(key) for _, _, key, _ in jobs}
         todo = [job for job in jobs if raws[job[2]] is None]
+        failed: list[LLMError] = []
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, client.concurrency)) as pool:
-                futures = {pool.submit(client.chat, msgs, **params): (i, order, key) for i, order, key, msgs in todo}
-                bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"judge {lang}", unit="judgment",
-                           disable=not progress)
+                futures = {
+                    pool.submit(client.chat, msgs, **params): (i, order, key) for i, order, key, msgs in todo
+                }
+                bar = tqdm(
+                    total=len(jobs),
+                    initial=len(jobs) - len(todo),
+                    desc=f"judge {lang}",
+                    unit="judgment",
+                    disable=not progress,
+                )
                 for fut in as_completed(futures):
                     i, order, key = futures[fut]
-                    raws[key] = fut.result()
+                    try:
+                        raws[key] = fut.result()
+                    except LLMError as e:  # keep going: every answer that did arrive is paid for, cache it
+                        failed.append(e)
+                        continue
                     cache.put(key, client.model, pairs[i]["id"], order, raws[key])
                     bar.update()
                 bar.close()
@@ -333,6 +353,11 @@ def judge_pairwise(
         if usage["requests"]:
             cache.add_run(started, client.model, usage)
         usage_all_runs = cache.total_usage(client.model)
+        if failed:
+            raise LLMError(
+                f"{len(failed)} of {len(todo)} judge requests failed (the rest are cached; rerun to resume): "
+                f"{failed[0]}"
+            )
     finally:
         cache.close()
 
@@ -342,21 +367,34 @@ def judge_pairwise(
         for _, order, key, _ in (job for job in jobs if job[0] == i):
             ident = parse_judgment(raws[key])
             winner = ORDERS[order][ident] if ident in IDENTS else ident  # "tie" or None stay
-            judgments.append({"order": f"A={IDENTS[order]}", "raw": raws[key], "parsed": ident, "winner": winner})
-        items.append({
-            "id": item["id"], "instruction": item["instruction"],
-            "output_a": outputs_a[item["id"]], "output_b": outputs_b[item["id"]],
-            "judgments": judgments, "score": combine(judgments[0]["winner"], judgments[1]["winner"]),
-        })
+            judgments.append(
+                {"order": f"A={IDENTS[order]}", "raw": raws[key], "parsed": ident, "winner": winner}
+            )
+        items.append(
+            {
+                "id": item["id"],
+                "instruction": item["instruction"],
+                "output_a": outputs_a[item["id"]],
+                "output_b": outputs_b[item["id"]],
+                "judgments": judgments,
+                "score": combine(judgments[0]["winner"], judgments[1]["winner"]),
+            }
+        )
     if judgments_path:
         write_jsonl(judgments_path, items)
 
     n_unparsable = sum(j["parsed"] is None for it in items for j in it["judgments"])
     return {
-        "lang": lang, "model_a": model_a, "model_b": model_b, "judge_model": client.model,
-        "prompt_version": PROMPT_VERSION, **win_rate([it["score"] for it in items]),
-        "judgments": len(jobs), "unparsable_judgments": n_unparsable,
-        "missing": len(instructions) - len(pairs), "cached_judgments": len(jobs) - len(todo),
+        "lang": lang,
+        "model_a": model_a,
+        "model_b": model_b,
+        "judge_model": client.model,
+        "prompt_version": PROMPT_VERSION,
+        **win_rate([it["score"] for it in items]),
+        "judgments": len(jobs),
+        "unparsable_judgments": n_unparsable,
+        "missing": len(instructions) - len(pairs),
+        "cached_judgments": len(jobs) - len(todo),
         "usage": {"this_run": usage, "all_runs": usage_all_runs},
         "items": items,
     }
@@ -397,8 +435,12 @@ def load_instructions(source: str | Path | None, lang: str, limit: int | None = 
             continue
         text = _pick(row, (lang, "instruction", "prompt", "tgt_prompt"))
         if not isinstance(text, str):
-            raise InputError(source, f"no instruction text (looked for '{lang}', 'instruction', 'prompt')",
-                             line=line, field=lang)
+            raise InputError(
+                source,
+                f"no instruction text (looked for '{lang}', 'instruction', 'prompt')",
+                line=line,
+                field=lang,
+            )
         out.append({"id": str(row.get("id", f"line-{line}")), "instruction": text})
         if limit and len(out) >= limit:
             break

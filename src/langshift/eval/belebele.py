@@ -43,7 +43,15 @@ from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
 from langshift.languages import get_language
 
 HUB = "facebook/belebele"
-FIELDS = ("flores_passage", "question", "mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4", "correct_answer_num")
+FIELDS = (
+    "flores_passage",
+    "question",
+    "mc_answer1",
+    "mc_answer2",
+    "mc_answer3",
+    "mc_answer4",
+    "correct_answer_num",
+)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -64,8 +72,12 @@ def load_belebele(source: str | os.PathLike = HUB, lang: str = "en", limit: int 
         if present:
             rows = [(n, row) for n, row in rows if row.get("dialect", dialect) == dialect]
             if not rows:
-                raise InputError(path, f"no BELEBELE items for {language.name} (dialect {dialect}); "
-                                 f"the file has {', '.join(present)}", field="dialect")
+                raise InputError(
+                    path,
+                    f"no BELEBELE items for {language.name} (dialect {dialect}); "
+                    f"the file has {', '.join(present)}",
+                    field="dialect",
+                )
     else:
         from datasets import load_dataset
 
@@ -100,7 +112,7 @@ def render_prompt(item: dict, lang: str) -> str:
     """The Table 7 template of `lang` filled with one item; ends with the answer indicator and ':'."""
     t = get_language(lang).belebele
     lines = [f"{t.passage}: {item['passage'].strip()}", f"{t.question}: {item['question'].strip()}"]
-    for label, option in zip(t.option_labels, item["options"]):
+    for label, option in zip(t.option_labels, item["options"], strict=True):
         # "A: text" for bare letters (lm-eval's layout); "가) text" for labels that carry punctuation.
         lines.append(f"{label} {option.strip()}" if label[-1] in ").:" else f"{label}: {option.strip()}")
     lines.append(f"{t.answer}:")
@@ -142,7 +154,9 @@ def _common_prefix(seqs: list[list[int]]) -> int:
     return n
 
 
-def score_groups(model, groups: list[list[tuple[list[int], list[list[int]]]]], pad_id: int = 0) -> list[list[list[float]]]:
+def score_groups(
+    model, groups: list[list[tuple[list[int], list[list[int]]]]], pad_id: int = 0
+) -> list[list[list[float]]]:
     """log p(continuation | context) for each (context, K continuations) of each group, in one batch.
 
     Three levels of sharing, each run once:
@@ -162,23 +176,38 @@ def score_groups(model, groups: list[list[tuple[list[int], list[list[int]]]]], p
     rows = torch.tensor([g for g, _, _ in members], device=dev)
 
     # 1. group prefixes (at least one token of every context is left for step 2)
-    plen = torch.tensor([min(_common_prefix([c for c, _ in grp]), min(len(c) for c, _ in grp) - 1) for grp in groups],
-                        device=dev)
+    plen = torch.tensor(
+        [min(_common_prefix([c for c, _ in grp]), min(len(c) for c, _ in grp) - 1) for grp in groups],
+        device=dev,
+    )
     cache, prefix_mask = None, torch.zeros(len(members), 0, dtype=torch.long, device=dev)
     if int(plen.max()) > 0:
-        prefix = _right_pad([grp[0][0][:p] for grp, p in zip(groups, plen.tolist())], pad_id, dev)
-        cache = model(input_ids=prefix, use_cache=True, **_keep(model, torch.zeros(len(groups), 1, dtype=torch.long,
-                                                                                    device=dev))).past_key_values
+        prefix = _right_pad(
+            [grp[0][0][:p] for grp, p in zip(groups, plen.tolist(), strict=True)], pad_id, dev
+        )
+        cache = model(
+            input_ids=prefix,
+            use_cache=True,
+            **_keep(model, torch.zeros(len(groups), 1, dtype=torch.long, device=dev)),
+        ).past_key_values
         cache.batch_select_indices(rows)
         prefix_mask = _valid(plen, prefix.shape[1])[rows]
 
     # 2. context suffixes; logits at each context's last token only
     slen = torch.tensor([len(ctx) for _, ctx, _ in members], device=dev) - plen[rows]
-    suffix = _right_pad([ctx[p:] for (_, ctx, _), p in zip(members, plen[rows].tolist())], pad_id, dev)
+    suffix = _right_pad(
+        [ctx[p:] for (_, ctx, _), p in zip(members, plen[rows].tolist(), strict=True)], pad_id, dev
+    )
     mask = torch.cat([prefix_mask, torch.ones_like(suffix)], dim=1)
     pos = plen[rows][:, None] + torch.arange(suffix.shape[1], device=dev)[None]
-    out = model(input_ids=suffix, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=multi,
-                **_keep(model, (slen - 1)[:, None]))
+    out = model(
+        input_ids=suffix,
+        attention_mask=mask,
+        position_ids=pos,
+        past_key_values=cache,
+        use_cache=multi,
+        **_keep(model, (slen - 1)[:, None]),
+    )
     last = out.logits[:, -1] if out.logits.shape[1] == 1 else out.logits[torch.arange(len(members)), slen - 1]
     first = torch.log_softmax(last.float(), dim=-1)  # (members, V): log p(first continuation token)
     scores = [[float(first[m, conts[k][0]]) for k in range(K)] for m, (_, _, conts) in enumerate(members)]
@@ -191,10 +220,10 @@ def score_groups(model, groups: list[list[tuple[list[int], list[list[int]]]]], p
         cont = _right_pad([c[:-1] for c in flat], pad_id, dev)
         mask = torch.cat([prefix_mask, _valid(slen, suffix.shape[1])], dim=1)
         mask = torch.cat([mask.repeat_interleave(K, 0), torch.ones_like(cont)], dim=1)
-        pos = (plen[rows] + slen).repeat_interleave(K)[:, None] + torch.arange(cont.shape[1], device=dev)[None]
-        logp = torch.log_softmax(
-            model(input_ids=cont, attention_mask=mask, position_ids=pos, past_key_values=cache).logits.float(), -1
-        )
+        start = (plen[rows] + slen).repeat_interleave(K)  # position of each continuation's first token
+        pos = start[:, None] + torch.arange(cont.shape[1], device=dev)[None]
+        logits = model(input_ids=cont, attention_mask=mask, position_ids=pos, past_key_values=cache).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
         for r, c in enumerate(flat):
             for t in range(1, len(c)):
                 scores[r // K][r % K] += float(logp[r, t - 1, c[t]])
@@ -210,8 +239,15 @@ def _keep(model, positions: torch.Tensor) -> dict:
     return {}
 
 
-def score_requests(model, requests: list[tuple[list[int], list[list[int]]]], keys: list, *, batch_size: int = 8,
-                   pad_id: int = 0, desc: str = "loglik") -> list[list[float]]:
+def score_requests(
+    model,
+    requests: list[tuple[list[int], list[list[int]]]],
+    keys: list,
+    *,
+    batch_size: int = 8,
+    pad_id: int = 0,
+    desc: str = "loglik",
+) -> list[list[float]]:
     """Scores of `requests` (context, continuations); requests with the same key share their prefix.
 
     Groups are sorted longest first (least padding, early out-of-memory) and packed into batches of
@@ -229,15 +265,22 @@ def score_requests(model, requests: list[tuple[list[int], list[list[int]]]], key
                 size += len(groups[0])
                 batch.append(groups.pop(0))
             out = score_groups(model, [[requests[i] for i in idx] for idx in batch], pad_id)
-            for idx, group_scores in zip(batch, out):
-                for i, s in zip(idx, group_scores):
+            for idx, group_scores in zip(batch, out, strict=True):
+                for i, s in zip(idx, group_scores, strict=True):
                     scores[i] = s
             bar.update(size)
     return scores
 
 
-def evaluate_belebele(model, tokenizer, items: list[dict], lang: str, *, out_dir: str | os.PathLike | None = None,
-                      batch_size: int = 8) -> dict:
+def evaluate_belebele(
+    model,
+    tokenizer,
+    items: list[dict],
+    lang: str,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    batch_size: int = 8,
+) -> dict:
     """Accuracy ± stderr of `model` on `items`; per-item rows go to `out_dir/belebele.<lang>.jsonl`."""
     if not items:
         raise ValueError("no BELEBELE items to evaluate")
@@ -251,13 +294,26 @@ def evaluate_belebele(model, tokenizer, items: list[dict], lang: str, *, out_dir
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
     with torch.inference_mode():
-        logliks = score_requests(model, encoded, [item["passage"] for item in items], batch_size=batch_size,
-                                 pad_id=pad_id, desc=f"belebele {code}")
+        logliks = score_requests(
+            model,
+            encoded,
+            [item["passage"] for item in items],
+            batch_size=batch_size,
+            pad_id=pad_id,
+            desc=f"belebele {code}",
+        )
     rows = []
-    for item, ll in zip(items, logliks):
+    for item, ll in zip(items, logliks, strict=True):
         pred = max(range(len(ll)), key=lambda k: ll[k])  # first maximum on ties, like numpy.argmax
-        rows.append({"id": item["id"], "loglik": ll, "pred": pred, "gold": item["answer"],
-                     "correct": int(pred == item["answer"])})
+        rows.append(
+            {
+                "id": item["id"],
+                "loglik": ll,
+                "pred": pred,
+                "gold": item["answer"],
+                "correct": int(pred == item["answer"]),
+            }
+        )
     accuracy, stderr = mean_stderr(r["correct"] for r in rows)
     if out_dir is not None:
         write_jsonl(Path(out_dir) / f"belebele.{code}.jsonl", rows)

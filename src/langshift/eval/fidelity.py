@@ -24,6 +24,7 @@ Each rate comes with its standard error and n (0/1 outcomes: sqrt(p(1-p)/(n-1)) 
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -87,15 +88,17 @@ def fidelity_items(
     items = []
     for row, detected, lines in zip(rows, whole, per_row, strict=True):
         line_langs = [next(flat_langs) for _ in lines]
-        items.append({
-            "id": row.get("id"),
-            "detected": detected,
-            "response_pass": detected == lang,
-            "counted_lines": len(lines),
-            "line_langs": line_langs,
-            # None: no counted line, so the response is outside LPR's denominator.
-            "line_pass": all(x == lang for x in line_langs) if lines else None,
-        })
+        items.append(
+            {
+                "id": row.get("id"),
+                "detected": detected,
+                "response_pass": detected == lang,
+                "counted_lines": len(lines),
+                "line_langs": line_langs,
+                # None: no counted line, so the response is outside LPR's denominator.
+                "line_pass": all(x == lang for x in line_langs) if lines else None,
+            }
+        )
     return items
 
 
@@ -130,27 +133,35 @@ def read_responses(path: str | Path) -> list[dict]:
             if not isinstance(row.get(field), str):
                 what = "missing" if field not in row else f"must be a string, got {type(row[field]).__name__}"
                 raise InputError(path, what, line=line, field=field)
-        rows.append({"id": row.get("id", f"line-{line}"), "prompt": row["prompt"], "response": row["response"]})
+        rows.append(
+            {"id": row.get("id", f"line-{line}"), "prompt": row["prompt"], "response": row["response"]}
+        )
     return rows
 
 
 def score_file(
-    responses: str | Path, lang: str, out_dir: str | Path, *, candidates: Iterable[str] | None = None,
+    responses: str | Path,
+    lang: str,
+    out_dir: str | Path,
+    *,
+    candidates: Iterable[str] | None = None,
     backend: str = "lingua",
 ) -> dict:
-    """Score a responses JSONL; write `out_dir/results.json` ({"fidelity": summary, "meta": ...}) and the
-    per-response verdicts to `out_dir/fidelity.items.jsonl`. Returns the results dict."""
+    """Score a responses JSONL: per-response verdicts to `out_dir/fidelity.items.jsonl`, the summary to
+    `out_dir/results.json` under "fidelity" (other keys already there are kept). Returns the summary."""
     rows = read_responses(responses)
     if not rows:
         raise InputError(responses, "no responses to score")
-    scored = score_fidelity(rows, lang, candidates=candidates, backend=backend)
-    items = scored.pop("items")
+    summary = score_fidelity(rows, lang, candidates=candidates, backend=backend)
     out_dir = Path(out_dir)
-    write_jsonl(out_dir / "fidelity.items.jsonl", items)
-    results = {
-        "fidelity": scored,
-        "meta": {"responses": str(responses), "responses_hash": file_hash(responses),
-                 "candidates": list(langid.candidate_codes(candidates, lang, "en"))},
-    }
-    write_json(out_dir / "results.json", results)
-    return results
+    write_jsonl(out_dir / "fidelity.items.jsonl", summary.pop("items"))
+    summary.update(
+        responses=str(responses),
+        responses_hash=file_hash(responses),
+        candidates=list(langid.candidate_codes(candidates, lang, "en")),
+    )
+    path = out_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    results["fidelity"] = summary
+    write_json(path, results)
+    return summary

@@ -48,7 +48,18 @@ def generate_responses(
     done = _load_done(out_path, prompts)
     todo = [p for p in prompts if p["id"] not in done]
     if todo:
-        args = (model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system)
+        args = (
+            model,
+            tokenizer,
+            todo,
+            out_path,
+            max_new_tokens,
+            temperature,
+            top_p,
+            seed,
+            batch_size,
+            system,
+        )
         if backend == "hf":
             done.update(_generate_hf(*args))
         elif backend == "vllm":
@@ -84,8 +95,11 @@ def _load_done(out_path: Path, prompts: list[dict]) -> dict:
     for row in rows:
         if row.get("id") in wanted:
             if row.get("prompt") != wanted[row["id"]]:
-                raise InputError(out_path, f"holds a response for id {row['id']!r} to a different prompt; "
-                                 "write to a new file", field="prompt")
+                raise InputError(
+                    out_path,
+                    f"holds a response for id {row['id']!r} to a different prompt; write to a new file",
+                    field="prompt",
+                )
             done[row["id"]] = row
     return done
 
@@ -117,7 +131,9 @@ def _cut(text: str, end: str) -> str:
 # ----------------------------------------------------------------------------------------- HF path
 
 
-def _generate_hf(model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system):
+def _generate_hf(
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system
+):
     fmt = chat_format(tokenizer, system)
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
     order = sorted(range(len(todo)), key=lambda i: -len(ids[i]))
@@ -126,8 +142,15 @@ def _generate_hf(model, tokenizer, todo, out_path, max_new_tokens, temperature, 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
     sampling = temperature > 0
     params = dict(
-        max_new_tokens=max_new_tokens, do_sample=sampling, eos_token_id=stop, pad_token_id=pad,
-        **(dict(temperature=temperature, top_p=top_p, top_k=0) if sampling else dict(temperature=None, top_p=None, top_k=None)),
+        max_new_tokens=max_new_tokens,
+        do_sample=sampling,
+        eos_token_id=stop,
+        pad_token_id=pad,
+        **(
+            dict(temperature=temperature, top_p=top_p, top_k=0)
+            if sampling
+            else dict(temperature=None, top_p=None, top_k=None)
+        ),
         **({} if end_is_token else dict(stop_strings=[fmt.end], tokenizer=tokenizer)),
     )
     rows = {}
@@ -136,8 +159,12 @@ def _generate_hf(model, tokenizer, todo, out_path, max_new_tokens, temperature, 
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             width = max(len(ids[i]) for i in batch)
-            input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=model.device)
-            mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=model.device)
+            input_ids = torch.tensor(
+                [[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=model.device
+            )
+            mask = torch.tensor(
+                [[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=model.device
+            )
             torch.manual_seed(int(stable_hash(seed, [todo[i]["id"] for i in batch]), 16) % 2**63)
             out = model.generate(input_ids=input_ids, attention_mask=mask, **params)
             for row_i, i in enumerate(batch):
@@ -152,20 +179,30 @@ def _generate_hf(model, tokenizer, todo, out_path, max_new_tokens, temperature, 
 # -------------------------------------------------------------------------------------- vLLM path
 
 
-def _generate_vllm(model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system):
+def _generate_vllm(
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system
+):
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
         raise RuntimeError("backend='vllm' needs vLLM: pip install 'langshift[vllm]' (GPU only)") from None
     llm = model if isinstance(model, LLM) else LLM(model=str(model), seed=seed)
     fmt = chat_format(tokenizer, system)
-    params = SamplingParams(temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                            max_tokens=max_new_tokens, seed=seed, stop=[fmt.end] if fmt.end else None)
+    params = SamplingParams(
+        temperature=temperature,
+        top_p=top_p if temperature > 0 else 1.0,
+        max_tokens=max_new_tokens,
+        seed=seed,
+        stop=[fmt.end] if fmt.end else None,
+    )
     rows, chunk = {}, max(batch_size, 256)  # vLLM schedules its own batches; chunks only bound lost work
     for start in tqdm(range(0, len(todo), chunk), desc="generate (vllm)", unit="chunk"):
         part = todo[start : start + chunk]
-        inputs = [{"prompt_token_ids": encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"]))} for p in part]
-        for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False)):
+        inputs = [
+            {"prompt_token_ids": encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"]))}
+            for p in part
+        ]
+        for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False), strict=True):
             row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end)}
             append_jsonl(out_path, row)
             rows[row["id"]] = row

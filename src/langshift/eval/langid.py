@@ -79,9 +79,9 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def detect_many(texts: Sequence[str], candidates: Iterable[str] | None = None, *, backend: str = "lingua") -> list[
-    str | None
-]:
+def detect_many(
+    texts: Sequence[str], candidates: Iterable[str] | None = None, *, backend: str = "lingua"
+) -> list[str | None]:
     """The language code of each text (None: no letters, or undecided), chosen among `candidates`."""
     codes = candidate_codes(candidates)
     backend = resolve_backend(backend)
@@ -103,9 +103,9 @@ def detect(text: str, candidates: Iterable[str] | None = None, *, backend: str =
     return detect_many([text], candidates, backend=backend)[0]
 
 
-def detect_lines(text: str, candidates: Iterable[str] | None = None, *, backend: str = "lingua") -> list[
-    tuple[str, str | None]
-]:
+def detect_lines(
+    text: str, candidates: Iterable[str] | None = None, *, backend: str = "lingua"
+) -> list[tuple[str, str | None]]:
     """(line, language) for each non-blank line of `text`; fidelity decides which lines count."""
     lines = [line for line in text.splitlines() if line.strip()]
     return list(zip(lines, detect_many(lines, candidates, backend=backend), strict=True))

@@ -42,25 +42,63 @@ LETTERS = "ABCD"
 
 # MMLU's own grouping (hendrycks/test categories.py): subject -> subcategory -> category.
 _SUBCATEGORY = {
-    "abstract_algebra": "math", "anatomy": "health", "astronomy": "physics", "business_ethics": "business",
-    "clinical_knowledge": "health", "college_biology": "biology", "college_chemistry": "chemistry",
-    "college_computer_science": "computer science", "college_mathematics": "math", "college_medicine": "health",
-    "college_physics": "physics", "computer_security": "computer science", "conceptual_physics": "physics",
-    "econometrics": "economics", "electrical_engineering": "engineering", "elementary_mathematics": "math",
-    "formal_logic": "philosophy", "global_facts": "other", "high_school_biology": "biology",
-    "high_school_chemistry": "chemistry", "high_school_computer_science": "computer science",
-    "high_school_european_history": "history", "high_school_geography": "geography",
-    "high_school_government_and_politics": "politics", "high_school_macroeconomics": "economics",
-    "high_school_mathematics": "math", "high_school_microeconomics": "economics", "high_school_physics": "physics",
-    "high_school_psychology": "psychology", "high_school_statistics": "math", "high_school_us_history": "history",
-    "high_school_world_history": "history", "human_aging": "health", "human_sexuality": "culture",
-    "international_law": "law", "jurisprudence": "law", "logical_fallacies": "philosophy",
-    "machine_learning": "computer science", "management": "business", "marketing": "business",
-    "medical_genetics": "health", "miscellaneous": "other", "moral_disputes": "philosophy",
-    "moral_scenarios": "philosophy", "nutrition": "health", "philosophy": "philosophy", "prehistory": "history",
-    "professional_accounting": "other", "professional_law": "law", "professional_medicine": "health",
-    "professional_psychology": "psychology", "public_relations": "politics", "security_studies": "politics",
-    "sociology": "culture", "us_foreign_policy": "politics", "virology": "health", "world_religions": "philosophy",
+    "abstract_algebra": "math",
+    "anatomy": "health",
+    "astronomy": "physics",
+    "business_ethics": "business",
+    "clinical_knowledge": "health",
+    "college_biology": "biology",
+    "college_chemistry": "chemistry",
+    "college_computer_science": "computer science",
+    "college_mathematics": "math",
+    "college_medicine": "health",
+    "college_physics": "physics",
+    "computer_security": "computer science",
+    "conceptual_physics": "physics",
+    "econometrics": "economics",
+    "electrical_engineering": "engineering",
+    "elementary_mathematics": "math",
+    "formal_logic": "philosophy",
+    "global_facts": "other",
+    "high_school_biology": "biology",
+    "high_school_chemistry": "chemistry",
+    "high_school_computer_science": "computer science",
+    "high_school_european_history": "history",
+    "high_school_geography": "geography",
+    "high_school_government_and_politics": "politics",
+    "high_school_macroeconomics": "economics",
+    "high_school_mathematics": "math",
+    "high_school_microeconomics": "economics",
+    "high_school_physics": "physics",
+    "high_school_psychology": "psychology",
+    "high_school_statistics": "math",
+    "high_school_us_history": "history",
+    "high_school_world_history": "history",
+    "human_aging": "health",
+    "human_sexuality": "culture",
+    "international_law": "law",
+    "jurisprudence": "law",
+    "logical_fallacies": "philosophy",
+    "machine_learning": "computer science",
+    "management": "business",
+    "marketing": "business",
+    "medical_genetics": "health",
+    "miscellaneous": "other",
+    "moral_disputes": "philosophy",
+    "moral_scenarios": "philosophy",
+    "nutrition": "health",
+    "philosophy": "philosophy",
+    "prehistory": "history",
+    "professional_accounting": "other",
+    "professional_law": "law",
+    "professional_medicine": "health",
+    "professional_psychology": "psychology",
+    "public_relations": "politics",
+    "security_studies": "politics",
+    "sociology": "culture",
+    "us_foreign_policy": "politics",
+    "virology": "health",
+    "world_religions": "philosophy",
 }
 _CATEGORY = {
     "STEM": ("physics", "chemistry", "biology", "computer science", "math", "engineering"),
@@ -68,7 +106,9 @@ _CATEGORY = {
     "social sciences": ("politics", "culture", "economics", "geography", "psychology"),
     "other": ("other", "business", "health"),
 }
-CATEGORY = {subject: cat for subject, sub in _SUBCATEGORY.items() for cat, subs in _CATEGORY.items() if sub in subs}
+CATEGORY = {
+    subject: cat for subject, sub in _SUBCATEGORY.items() for cat, subs in _CATEGORY.items() if sub in subs
+}
 
 
 def category(subject: str) -> str:
@@ -79,8 +119,13 @@ def category(subject: str) -> str:
 # ------------------------------------------------------------------------------------------- data
 
 
-def load_mmmlu(source: str | os.PathLike = HUB, lang: str = "en", limit: int | None = None,
-               sample: int | None = None, seed: int = 0) -> list[dict]:
+def load_mmmlu(
+    source: str | os.PathLike = HUB,
+    lang: str = "en",
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+) -> list[dict]:
     """Items `{"id", "question", "options" [4], "answer" ("A"-"D"), "subject"}` of one language.
 
     `sample` draws that many items stratified by subject (each subject's share kept, largest
@@ -100,8 +145,15 @@ def load_mmmlu(source: str | os.PathLike = HUB, lang: str = "en", limit: int | N
 
         if language.mmmlu_subset is None:  # English: MMLU itself, normalised to MMMLU's columns
             ds = load_dataset(MMLU_HUB if str(source) == HUB else str(source), "all", split="test")
-            rows = [{"Question": r["question"], **dict(zip(LETTERS, r["choices"])), "Answer": LETTERS[r["answer"]],
-                     "Subject": r["subject"]} for r in ds]
+            rows = [
+                {
+                    "Question": r["question"],
+                    **dict(zip(LETTERS, r["choices"], strict=True)),
+                    "Answer": LETTERS[r["answer"]],
+                    "Subject": r["subject"],
+                }
+                for r in ds
+            ]
         else:
             rows = list(load_dataset(str(source), language.mmmlu_subset, split="test"))
         items = [_item(Path(str(source)), n, row) for n, row in enumerate(rows, start=1)]
@@ -155,7 +207,9 @@ def stratified_sample(items: list[dict], n: int, seed: int = 0) -> list[dict]:
 
 
 def render_prompt(item: dict, lang: str) -> str:
-    options = "\n".join(f"{letter}) {option.strip()}" for letter, option in zip(LETTERS, item["options"]))
+    options = "\n".join(
+        f"{letter}) {option.strip()}" for letter, option in zip(LETTERS, item["options"], strict=True)
+    )
     return f"{get_language(lang).mmmlu_prompt}\n\n{item['question'].strip()}\n\n{options}"
 
 
@@ -164,9 +218,21 @@ def render_prompt(item: dict, lang: str) -> str:
 GenerateFn = Callable[[list[dict], Path, int], list[dict]]
 
 
-def evaluate_mmmlu(model, tokenizer, items: list[dict], lang: str, *, out_dir: str | os.PathLike | None = None,
-                   max_new_tokens: int = 512, retries: int = 3, seed: int = 0, batch_size: int = 8,
-                   temperature: float = 0.6, top_p: float = 0.9, generate_fn: GenerateFn | None = None) -> dict:
+def evaluate_mmmlu(
+    model,
+    tokenizer,
+    items: list[dict],
+    lang: str,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    max_new_tokens: int = 512,
+    retries: int = 3,
+    seed: int = 0,
+    batch_size: int = 8,
+    temperature: float = 0.6,
+    top_p: float = 0.9,
+    generate_fn: GenerateFn | None = None,
+) -> dict:
     """Accuracy of `model` on `items`; responses and per-item rows go to `out_dir`.
 
     `generate_fn(prompts, out_path, seed) -> rows` replaces `generate_responses` (a seam for other
@@ -177,9 +243,20 @@ def evaluate_mmmlu(model, tokenizer, items: list[dict], lang: str, *, out_dir: s
         raise ValueError("no MMMLU items to evaluate")
     code = get_language(lang).code
     if generate_fn is None:
+
         def generate_fn(prompts, out_path, attempt_seed):
-            return generate_responses(model, tokenizer, prompts, out_path, max_new_tokens=max_new_tokens,
-                                      temperature=temperature, top_p=top_p, seed=attempt_seed, batch_size=batch_size)
+            return generate_responses(
+                model,
+                tokenizer,
+                prompts,
+                out_path,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=attempt_seed,
+                batch_size=batch_size,
+            )
+
     work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="mmmlu-"))
     prompts = {item["id"]: render_prompt(item, code) for item in items}
     if len(prompts) != len(items):
@@ -191,8 +268,11 @@ def evaluate_mmmlu(model, tokenizer, items: list[dict], lang: str, *, out_dir: s
     for attempt in range(retries + 1):  # the first generation, then up to `retries` regenerations
         if not pending:
             break
-        rows = generate_fn([{"id": i, "prompt": prompts[i]} for i in pending], work / f"mmmlu.{code}.gen{attempt}.jsonl",
-                           seed + attempt)
+        rows = generate_fn(
+            [{"id": i, "prompt": prompts[i]} for i in pending],
+            work / f"mmmlu.{code}.gen{attempt}.jsonl",
+            seed + attempt,
+        )
         for row in rows:
             attempts[row["id"]] += 1
             response[row["id"]] = row["response"]
@@ -202,14 +282,26 @@ def evaluate_mmmlu(model, tokenizer, items: list[dict], lang: str, *, out_dir: s
     per_item = []
     for item in items:
         p = pred.get(item["id"])
-        per_item.append({"id": item["id"], "subject": item["subject"], "category": category(item["subject"]),
-                         "gold": item["answer"], "pred": p, "correct": int(p == item["answer"]),
-                         "attempts": attempts[item["id"]], "response": response.get(item["id"], "")})
+        per_item.append(
+            {
+                "id": item["id"],
+                "subject": item["subject"],
+                "category": category(item["subject"]),
+                "gold": item["answer"],
+                "pred": p,
+                "correct": int(p == item["answer"]),
+                "attempts": attempts[item["id"]],
+                "response": response.get(item["id"], ""),
+            }
+        )
     if out_dir is not None:
         write_jsonl(work / f"mmmlu.{code}.jsonl", per_item)
     accuracy, stderr = mean_stderr(r["correct"] for r in per_item)
     return {
-        "accuracy": accuracy, "stderr": stderr, "n": len(per_item), "lang": code,
+        "accuracy": accuracy,
+        "stderr": stderr,
+        "n": len(per_item),
+        "lang": code,
         "extraction_failure_rate": sum(r["pred"] is None for r in per_item) / len(per_item),
         "regenerations": sum(r["attempts"] - 1 for r in per_item),
         "per_subject": _breakdown(per_item, "subject"),

@@ -11,8 +11,9 @@
     and writes out/results.json, out/report.md (tables in the shapes of the paper's Tables 1-3:
     rows "Target" / "English") and out/results.png (per-language bars).
 
-results.json: {"meta": {...}, "results": {task: {lang: {...numbers with n and stderr...}}},
-"skipped": {task: reason}}. Rates are fractions in [0, 1]; the report prints percentages.
+results.json: {"model", "meta", <task>: {<lang>: {...numbers with n and stderr...}}, "skipped": {...}}
+-- the same results[task][lang] layout the single-benchmark `langshift eval` commands merge into.
+Rates are fractions in [0, 1]; the report prints percentages.
 
 Resuming: responses are reused from disk; a finished (task, language) result is reused when its
 inputs (model fingerprint, data source, limits, seed, generation settings) are unchanged. A different
@@ -34,7 +35,12 @@ from langshift.files import InputError, iter_jsonl, stable_hash, write_json, wri
 from langshift.languages import get_language
 
 TASKS = ("fidelity", "belebele", "mmmlu", "alpaca")
-TASK_TITLES = {"alpaca": "AlpacaEval", "belebele": "BELEBELE", "mmmlu": "MMMLU", "fidelity": "Language fidelity"}
+TASK_TITLES = {
+    "alpaca": "AlpacaEval",
+    "belebele": "BELEBELE",
+    "mmmlu": "MMMLU",
+    "fidelity": "Language fidelity",
+}
 
 
 @dataclass
@@ -115,8 +121,9 @@ def demo_prompts_path() -> Path:
     return Path(str(resources.files("langshift.data") / "demo" / "prompts.jsonl"))
 
 
-def load_prompts(source: str | os.PathLike | None, langs: list[str], default_lang: str,
-                 limit: int | None = None) -> dict[str, list[dict]]:
+def load_prompts(
+    source: str | os.PathLike | None, langs: list[str], default_lang: str, limit: int | None = None
+) -> dict[str, list[dict]]:
     """{lang: [{"id","prompt"}]} from a JSONL of multilingual rows ({"id","en","sw",...}, the demo shape)
     or of single prompts ({"id","prompt"}, with "lang" or else taken to be `default_lang`)."""
     path = Path(source) if source else demo_prompts_path()
@@ -132,8 +139,12 @@ def load_prompts(source: str | os.PathLike | None, langs: list[str], default_lan
             continue
         texts = {get_language(k).code: v for k, v in row.items() if _is_lang(k) and isinstance(v, str)}
         if not texts:
-            raise InputError(path, "needs 'prompt' or one text per language code ('en', 'sw', ...)", line=line,
-                             field="prompt")
+            raise InputError(
+                path,
+                "needs 'prompt' or one text per language code ('en', 'sw', ...)",
+                line=line,
+                field="prompt",
+            )
         for lang in langs:
             if lang in texts:
                 out[lang].append({"id": rid, "prompt": texts[lang]})
@@ -156,7 +167,10 @@ def model_fingerprint(model: str, gguf_file: str | None) -> str:
     if model.lower() in ("smollm2", "embedded", "default") or not p.exists():
         return stable_hash(model, gguf_file)
     files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
-    stats = [(str(q.relative_to(p) if p.is_dir() else q.name), q.stat().st_size, q.stat().st_mtime_ns) for q in files]
+    stats = [
+        (str(q.relative_to(p) if p.is_dir() else q.name), q.stat().st_size, q.stat().st_mtime_ns)
+        for q in files
+    ]
     return stable_hash(str(p.resolve()), gguf_file, stats)
 
 
@@ -184,8 +198,13 @@ class _Model:
         if self.pair is None:
             from langshift.models import load
 
-            self.pair = load(self.cfg.model, self.cfg.gguf_file, dtype=self.cfg.dtype, device=self.cfg.device,
-                             trust_remote_code=self.cfg.trust_remote_code)
+            self.pair = load(
+                self.cfg.model,
+                self.cfg.gguf_file,
+                dtype=self.cfg.dtype,
+                device=self.cfg.device,
+                trust_remote_code=self.cfg.trust_remote_code,
+            )
         return self.pair
 
 
@@ -210,11 +229,18 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
     fingerprint = model_fingerprint(cfg.model, cfg.gguf_file)
     previous = _previous_results(out, fingerprint)
     meta = {
-        "model": cfg.model, "gguf_file": cfg.gguf_file, "model_name": cfg.model_name or Path(cfg.model).name,
-        "model_fingerprint": fingerprint, "lang": cfg.lang, "langs": cfg.langs, "tasks": list(cfg.tasks),
-        "config": dataclasses.asdict(cfg), "seconds": {},
+        "model": cfg.model,
+        "gguf_file": cfg.gguf_file,
+        "model_name": cfg.model_name or Path(cfg.model).name,
+        "model_fingerprint": fingerprint,
+        "lang": cfg.lang,
+        "langs": cfg.langs,
+        "tasks": list(cfg.tasks),
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg))),  # as it reads back from results.json
+        "seconds": {},
     }
-    state = {"meta": meta, "results": {t: {} for t in cfg.tasks}, "skipped": {}, "keys": {}}
+    meta["keys"] = {}  # (task, lang) -> inputs hash, to reuse model results on a rerun
+    state = {"model": cfg.model, "meta": meta, **{t: {} for t in cfg.tasks}, "skipped": {}}
     model = _Model(cfg)
 
     responses: dict[str, list[dict]] = {}
@@ -237,15 +263,19 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
                 state["skipped"][f"{task}.{lang}"] = f"no prompts in {lang!r}"
                 continue
             key = _task_key(cfg, task, lang, fingerprint) if task in REUSABLE else None
-            old = previous.get("results", {}).get(task, {}).get(lang)
-            if key and old is not None and previous.get("keys", {}).get(f"{task}.{lang}") == key:
-                state["results"][task][lang] = old  # same model and inputs as last time
+            old = previous.get(task, {}).get(lang)
+            if (
+                key
+                and old is not None
+                and previous.get("meta", {}).get("keys", {}).get(f"{task}.{lang}") == key
+            ):
+                state[task][lang] = old  # same model and inputs as last time
             else:
                 t0 = time.time()
-                state["results"][task][lang] = _run_task(cfg, task, lang, model, out, responses)
+                state[task][lang] = _run_task(cfg, task, lang, model, out, responses)
                 meta["seconds"][f"{task}.{lang}"] = round(time.time() - t0, 2)
             if key:
-                state["keys"][f"{task}.{lang}"] = key
+                meta["keys"][f"{task}.{lang}"] = key
             write_json(out / "results.json", state)  # after each piece: a crash keeps what is done
 
     write_json(out / "results.json", state)
@@ -264,23 +294,54 @@ def _previous_results(out: Path, fingerprint: str) -> dict:
         return {}
     old = previous.get("meta", {}).get("model_fingerprint")
     if old and old != fingerprint:
-        raise ValueError(f"{out} holds results of a different model ({previous['meta'].get('model')}); "
-                         "use a new output directory")
+        raise ValueError(
+            f"{out} holds results of a different model ({previous['meta'].get('model')}); "
+            "use a new output directory"
+        )
     return previous
 
 
-def _responses(cfg: EvalConfig, model: _Model, out: Path, lang: str, prompts: list[dict], meta: dict) -> list[dict]:
+def _responses(
+    cfg: EvalConfig, model: _Model, out: Path, lang: str, prompts: list[dict], meta: dict
+) -> list[dict]:
     path = out / f"responses.{lang}.jsonl"
+    system = get_language(lang).same_language_instruction if cfg.same_language_system else None
+    # Responses sampled with other settings must not be mixed in: the settings live next to the file.
+    settings = {
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "seed": cfg.seed,
+        "system": system,
+    }
+    sidecar = out / f"responses.{lang}.settings.json"
+    if path.exists() and sidecar.exists():
+        before = json.loads(sidecar.read_text(encoding="utf-8"))
+        if before != settings:
+            changed = ", ".join(
+                f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v
+            )
+            raise ValueError(
+                f"{path} was generated with other settings ({changed}); use a new output directory"
+            )
+    write_json(sidecar, settings)
     rows = _complete(path, prompts)
     if rows is None:
         from langshift.eval.generate import generate_responses
 
         t0 = time.time()
-        system = get_language(lang).same_language_instruction if cfg.same_language_system else None
         mdl, tok = model.get()
         rows = generate_responses(
-            mdl, tok, prompts, path, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            top_p=cfg.top_p, seed=cfg.seed, batch_size=cfg.batch_size, system=system,
+            mdl,
+            tok,
+            prompts,
+            path,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            system=system,
             backend=cfg.generation_backend,
         )
         meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
@@ -304,21 +365,40 @@ def _run_task(cfg: EvalConfig, task: str, lang: str, model: _Model, out: Path, r
         items = load_mmmlu(cfg.mmmlu, lang, limit=cfg.limit, sample=cfg.mmmlu_sample, seed=cfg.seed)
         mdl, tok = model.get()
         kw = {"max_new_tokens": cfg.mmmlu_max_new_tokens} if cfg.mmmlu_max_new_tokens else {}
-        return evaluate_mmmlu(mdl, tok, items, lang, out_dir=out, seed=cfg.seed, batch_size=cfg.batch_size,
-                              temperature=cfg.temperature, top_p=cfg.top_p, **kw)
+        return evaluate_mmmlu(
+            mdl,
+            tok,
+            items,
+            lang,
+            out_dir=out,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            **kw,
+        )
     if task == "alpaca":
         from langshift.llm_client import ChatClient
 
         judge = cfg.judge
         baseline = alpaca.load_outputs(Path(cfg.baseline_responses) / f"responses.{lang}.jsonl")
-        client = ChatClient(base_url=judge.base_url, model=judge.model, api_key_env=judge.api_key_env or "",
-                            concurrency=judge.concurrency)
+        client = ChatClient(
+            base_url=judge.base_url,
+            model=judge.model,
+            api_key_env=judge.api_key_env or "",
+            concurrency=judge.concurrency,
+        )
         got = alpaca.judge_pairwise(
             [{"id": r["id"], "instruction": r["prompt"]} for r in responses[lang]],
             {r["id"]: r["response"] for r in responses[lang]},
             {k: v["response"] for k, v in baseline.items()},
-            lang, client, cache_path=out / "judge_cache.sqlite", model_a=cfg.model_name or Path(cfg.model).name,
-            model_b=cfg.baseline_name, judgments_path=out / f"alpaca.{lang}.jsonl", max_tokens=judge.max_tokens,
+            lang,
+            client,
+            cache_path=out / "judge_cache.sqlite",
+            model_a=cfg.model_name or Path(cfg.model).name,
+            model_b=cfg.baseline_name,
+            judgments_path=out / f"alpaca.{lang}.jsonl",
+            max_tokens=judge.max_tokens,
             structured=judge.structured,
         )
         got.pop("items")
@@ -344,9 +424,11 @@ COLUMNS = {
     "alpaca": [("Win rate (%)", "win_rate", "win_rate_stderr")],
     "belebele": [("Accuracy (%)", "accuracy", "stderr")],
     "mmmlu": [("Accuracy (%)", "accuracy", "stderr")],
-    "fidelity": [("Response pass (%)", "response_pass_rate", "response_pass_rate_stderr"),
-                 ("Line pass, LPR (%)", "line_pass_rate", "line_pass_rate_stderr"),
-                 ("Line accuracy (%)", "line_accuracy", "line_accuracy_stderr")],
+    "fidelity": [
+        ("Response pass (%)", "response_pass_rate", "response_pass_rate_stderr"),
+        ("Line pass, LPR (%)", "line_pass_rate", "line_pass_rate_stderr"),
+        ("Line accuracy (%)", "line_accuracy", "line_accuracy_stderr"),
+    ],
 }
 
 
@@ -373,9 +455,12 @@ def _category_table(by_lang: dict, target: str) -> list[str]:
     if not cats:
         return []
     langs = list(by_lang)
-    lines = ["MMMLU accuracy (%) per MMLU category:", "",
-             "| Category | " + " | ".join(_row_name(lang, target) for lang in langs) + " |",
-             "|" + "---|" * (len(langs) + 1)]
+    lines = [
+        "MMMLU accuracy (%) per MMLU category:",
+        "",
+        "| Category | " + " | ".join(_row_name(lang, target) for lang in langs) + " |",
+        "|" + "---|" * (len(langs) + 1),
+    ]
     for cat in cats:
         cells = []
         for lang in langs:
@@ -386,9 +471,12 @@ def _category_table(by_lang: dict, target: str) -> list[str]:
 
 
 def render_report(state: dict) -> str:
-    meta, results = state["meta"], state["results"]
+    meta, results = state["meta"], {t: state[t] for t in TASKS if t in state}
     lines = [f"# Evaluation: {meta['model_name']} — target language {meta['lang']}", ""]
-    lines += [f"Model: `{meta['model']}`" + (f" (`{meta['gguf_file']}`)" if meta.get("gguf_file") else ""), ""]
+    lines += [
+        f"Model: `{meta['model']}`" + (f" (`{meta['gguf_file']}`)" if meta.get("gguf_file") else ""),
+        "",
+    ]
     for task in TASKS:
         if task not in results:
             continue
@@ -403,8 +491,12 @@ def render_report(state: dict) -> str:
         headers = ["Eval Lang", *(c[0] for c in COLUMNS[task]), "n", *EXTRA_HEADERS.get(task, [])]
         lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for lang, r in results[task].items():
-            cells = [_row_name(lang, meta["lang"]), *(_pct(r.get(v), r.get(s)) for _, v, s in COLUMNS[task]),
-                     str(r.get("n")), *_extra(task, r)]
+            cells = [
+                _row_name(lang, meta["lang"]),
+                *(_pct(r.get(v), r.get(s)) for _, v, s in COLUMNS[task]),
+                str(r.get("n")),
+                *_extra(task, r),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         if task == "mmmlu":
@@ -423,9 +515,13 @@ def plot(state: dict, path: str | os.PathLike) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    meta, results = state["meta"], state["results"]
-    groups = [(f"{TASK_TITLES[t]}\n{c[0].replace(' (%)', '')}", t, c[1], c[2])
-              for t in TASKS if results.get(t) for c in COLUMNS[t][:2]]
+    meta, results = state["meta"], {t: state[t] for t in TASKS if t in state}
+    groups = [
+        (f"{TASK_TITLES[t]}\n{c[0].replace(' (%)', '')}", t, c[1], c[2])
+        for t in TASKS
+        if results.get(t)
+        for c in COLUMNS[t][:2]
+    ]
     if not groups:
         return None
     langs = meta["langs"]
@@ -437,15 +533,25 @@ def plot(state: dict, path: str | os.PathLike) -> Path | None:
         errs = [results[t].get(lang, {}).get(s) for _, t, _, s in groups]
         heights = [100 * x if x is not None else float("nan") for x in vals]
         xs = [i + (j - (len(langs) - 1) / 2) * width for i in range(len(groups))]
-        bars = ax.bar(xs, heights, width, yerr=[100 * (e or 0) for e in errs], capsize=3,
-                      label=_row_name(lang, meta["lang"]))
-        ax.bar_label(bars, labels=[f"{h:.1f}" if x is not None else "n/a" for h, x in zip(heights, vals, strict=True)],
-                     fontsize=7, padding=2)
+        bars = ax.bar(
+            xs,
+            heights,
+            width,
+            yerr=[100 * (e or 0) for e in errs],
+            capsize=3,
+            label=_row_name(lang, meta["lang"]),
+        )
+        ax.bar_label(
+            bars,
+            labels=[f"{h:.1f}" if x is not None else "n/a" for h, x in zip(heights, vals, strict=True)],
+            fontsize=7,
+            padding=2,
+        )
     ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
     ax.set_ylabel("%")
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 125)
     ax.set_title(f"{meta['model_name']} — {meta['lang']}", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=len(langs), loc="upper center", frameon=False)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
@@ -456,4 +562,3 @@ def plot(state: dict, path: str | os.PathLike) -> Path | None:
 def read_results(out_dir: str | os.PathLike) -> dict:
     """The results.json of a finished run (for `langshift report` and the runner)."""
     return json.loads((Path(out_dir) / "results.json").read_text(encoding="utf-8"))
-

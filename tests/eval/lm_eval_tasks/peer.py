@@ -23,11 +23,19 @@ def lm_eval_belebele(model, tokenizer, data_file: str | os.PathLike, *, batch_si
     config["dataset_kwargs"]["data_files"]["test"] = str(Path(data_file).resolve())
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
     out = lm_eval.simple_evaluate(
-        model=lm, tasks=[config], task_manager=TaskManager(include_defaults=False), log_samples=True,
-        bootstrap_iters=0, verbosity="ERROR",
+        model=lm,
+        tasks=[config],
+        task_manager=TaskManager(include_defaults=False),
+        log_samples=True,
+        bootstrap_iters=0,
+        verbosity="ERROR",
     )
     samples = sorted(out["samples"][config["task"]], key=lambda s: s["doc_id"])
     logliks = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
     contexts = [s["arguments"][0][0] for s in samples]
-    return {"accuracy": out["results"][config["task"]]["acc,none"], "loglik": logliks, "contexts": contexts,
-            "n": len(samples)}
+    return {
+        "accuracy": out["results"][config["task"]]["acc,none"],
+        "loglik": logliks,
+        "contexts": contexts,
+        "n": len(samples),
+    }
