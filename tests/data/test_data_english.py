@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import random
@@ -11,75 +12,33 @@ import pytest
 from langshift.data.english import load_english, select_oasst1
 from langshift.files import InputError
 
-COLUMNS = ("message_id", "parent_id", "user_id", "created_date", "text", "role", "lang", "review_count",
-           "review_result", "deleted", "rank", "synthetic", "model_name", "detoxify", "message_tree_id",
-           "tree_state", "emojis", "labels")
-
-
-def msg(mid, parent, tree, role, text, *, lang="en", rank=None, deleted=False, review_result=True):
-    """One message with every column of OpenAssistant/oasst1 (values shaped as the hub's parquet)."""
-    return {
-        "message_id": mid, "parent_id": parent, "user_id": f"user-{mid}", "created_date": "2023-02-05T14:23:50Z",
-        "text": text, "role": role, "lang": lang, "review_count": 3, "review_result": review_result,
-        "deleted": deleted, "rank": rank, "synthetic": False, "model_name": None,
-        "detoxify": {"toxicity": 0.001, "severe_toxicity": 0.0, "obscene": 0.0, "identity_attack": 0.0,
-                     "insult": 0.0, "threat": 0.0, "sexual_explicit": 0.0},
-        "message_tree_id": tree, "tree_state": "ready_for_export",
-        "emojis": {"name": ["+1"], "count": [2]}, "labels": {"name": ["quality"], "value": [0.8], "count": [3]},
-    }
-
-
-def oasst1_fixture() -> list[dict]:
-    return [
-        # tree A (en): three ranked replies (one deleted), one unranked, and a second turn under A1
-        msg("tA", None, "tA", "prompter", "What is a prime number?"),
-        msg("A1", "tA", "tA", "assistant", "A number with exactly two divisors.", rank=0),
-        msg("A2", "tA", "tA", "assistant", "Divisible only by 1 and itself.", rank=1),
-        msg("A3", "tA", "tA", "assistant", "Deleted answer.", rank=2, deleted=True),
-        msg("A4", "tA", "tA", "assistant", "Unranked answer."),
-        msg("A1p", "A1", "tA", "prompter", "Is 1 prime?"),  # multi-turn: never a candidate
-        msg("A1pa", "A1p", "tA", "assistant", "No, 1 is not prime.", rank=0),
-        # tree B (en): the rank-1 reply failed review, so only rank 0 survives
-        msg("tB", None, "tB", "prompter", "Name a blue fruit."),
-        msg("B1", "tB", "tB", "assistant", "Blueberries.", rank=0),
-        msg("B2", "tB", "tB", "assistant", "Failed review.", rank=1, review_result=False),
-        # tree C (de): not English
-        msg("tC", None, "tC", "prompter", "Was ist eine Primzahl?", lang="de"),
-        msg("C1", "tC", "tC", "assistant", "Eine Zahl mit genau zwei Teilern.", lang="de", rank=0),
-        # tree D (en): deleted root drops the whole tree
-        msg("tD", None, "tD", "prompter", "Deleted prompt.", deleted=True),
-        msg("D1", "tD", "tD", "assistant", "Orphaned reply.", rank=0),
-        # tree E (en): root failed review
-        msg("tE", None, "tE", "prompter", "Rejected prompt.", review_result=False),
-        msg("E1", "tE", "tE", "assistant", "Reply to a rejected prompt.", rank=0),
-        # tree F (en): a Spanish reply in an English tree is skipped; the English one is kept
-        msg("tF", None, "tF", "prompter", "Say hello."),
-        msg("F1", "tF", "tF", "assistant", "Hola.", lang="es", rank=0),
-        msg("F2", "tF", "tF", "assistant", "Hello!", rank=1),
-    ]
-
 
 def _triples(messages):
     return [("fixture.jsonl", i, m) for i, m in enumerate(messages, 1)]
 
 
-def test_oasst1_rule_rank_order_and_exclusions():
-    rows = select_oasst1(_triples(oasst1_fixture()))
+def test_oasst1_rule_rank_order_and_exclusions(oasst1_messages):
+    rows = select_oasst1(_triples(oasst1_messages))
     ids = [r["id"] for r in rows]
     # rank 0 first (by tree id), then rank 1, then unranked; deleted/failed/non-English/multi-turn never
     assert ids == ["oasst1-A1", "oasst1-B1", "oasst1-A2", "oasst1-F2", "oasst1-A4"]
     first = rows[0]
     assert first["en_prompt"] == "What is a prime number?"
     assert first["en_response"] == "A number with exactly two divisors."
-    assert first["meta"] == {"source": "oasst1", "prompt_id": "tA", "reply_id": "A1", "message_tree_id": "tA",
-                             "rank": 0}
+    assert first["meta"] == {
+        "source": "oasst1",
+        "prompt_id": "tA",
+        "reply_id": "A1",
+        "message_tree_id": "tA",
+        "rank": 0,
+    }
     # English oasst1 has fewer prompts than n: a prompt comes back with its next-ranked reply
-    top3 = select_oasst1(_triples(oasst1_fixture()), n=3)
+    top3 = select_oasst1(_triples(oasst1_messages), n=3)
     assert [r["meta"]["prompt_id"] for r in top3] == ["tA", "tB", "tA"]
 
 
-def test_oasst1_rule_is_deterministic_whatever_the_input_order():
-    messages = oasst1_fixture()
+def test_oasst1_rule_is_deterministic_whatever_the_input_order(oasst1_messages):
+    messages = oasst1_messages
     expected = select_oasst1(_triples(messages))
     for seed in range(5):
         shuffled = messages[:]
@@ -87,11 +46,11 @@ def test_oasst1_rule_is_deterministic_whatever_the_input_order():
         assert select_oasst1(_triples(shuffled)) == expected
 
 
-def test_oasst1_local_formats(tmp_path):
+def test_oasst1_local_formats(tmp_path, oasst1_messages):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    messages = oasst1_fixture()
+    messages = oasst1_messages
     expected = [r["id"] for r in select_oasst1(_triples(messages), n=4)]
     # parquet, as on the hub (train and validation files in one directory)
     d = tmp_path / "hub" / "data"
@@ -115,13 +74,20 @@ def test_oasst1_local_formats(tmp_path):
         return node
 
     trees = tmp_path / "trees.jsonl"
-    trees.write_text("".join(json.dumps({"message_tree_id": r["message_id"], "tree_state": "ready_for_export",
-                                         "prompt": nest(r)}) + "\n" for r in by_parent[None]))
+    trees.write_text(
+        "".join(
+            json.dumps(
+                {"message_tree_id": r["message_id"], "tree_state": "ready_for_export", "prompt": nest(r)}
+            )
+            + "\n"
+            for r in by_parent[None]
+        )
+    )
     assert [r["id"] for r in load_english(f"oasst1:{trees}", n=4)] == expected
 
 
-def test_oasst1_bad_input_names_file_line_field(tmp_path):
-    messages = oasst1_fixture()
+def test_oasst1_bad_input_names_file_line_field(tmp_path, oasst1_messages):
+    messages = copy.deepcopy(oasst1_messages)
     del messages[4]["message_tree_id"]
     path = tmp_path / "broken.jsonl"
     path.write_text("".join(json.dumps(m) + "\n" for m in messages))
@@ -130,7 +96,7 @@ def test_oasst1_bad_input_names_file_line_field(tmp_path):
     assert (e.value.file, e.value.line, e.value.field) == (str(path), 5, "message_tree_id")
     assert f"{path}:5: field 'message_tree_id'" in str(e.value)
 
-    messages = oasst1_fixture()
+    messages = copy.deepcopy(oasst1_messages)
     messages[2]["rank"] = "first"
     path.write_text("".join(json.dumps(m) + "\n" for m in messages))
     with pytest.raises(InputError, match=r"broken.jsonl:3: field 'rank'"):
@@ -145,44 +111,80 @@ def _write(path, rows):
 
 
 def test_field_mappings(tmp_path):
-    alpaca = _write(tmp_path / "alpaca.jsonl", [
-        {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
-        {"instruction": "Name a colour.", "input": "", "output": "Blue."},
-    ])
+    alpaca = _write(
+        tmp_path / "alpaca.jsonl",
+        [
+            {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
+            {"instruction": "Name a colour.", "input": "", "output": "Blue."},
+        ],
+    )
     rows = load_english(f"jsonl:{alpaca}")
     assert [(r["en_prompt"], r["en_response"]) for r in rows] == [
-        ("Translate to French.\n\nGood morning", "Bonjour"), ("Name a colour.", "Blue.")]
+        ("Translate to French.\n\nGood morning", "Bonjour"),
+        ("Name a colour.", "Blue."),
+    ]
     assert rows[0]["id"] == "alpaca-1" and rows[0]["meta"]["format"] == "alpaca"
 
     pr = _write(tmp_path / "pr.jsonl", [{"id": 7, "prompt": "Hi?", "response": "Hello."}])
-    assert load_english(f"jsonl:{pr}")[0] == {"id": "7", "en_prompt": "Hi?", "en_response": "Hello.",
-                                               "meta": {"source": str(pr), "line": 1, "format": "prompt_response"}}
+    assert load_english(f"jsonl:{pr}")[0] == {
+        "id": "7",
+        "en_prompt": "Hi?",
+        "en_response": "Hello.",
+        "meta": {"source": str(pr), "line": 1, "format": "prompt_response"},
+    }
 
-    msgs = _write(tmp_path / "msgs.jsonl", [{"messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "4"}, {"role": "user", "content": "3+3?"},
-        {"role": "assistant", "content": "6"}]}])
+    msgs = _write(
+        tmp_path / "msgs.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "2+2?"},
+                    {"role": "assistant", "content": "4"},
+                    {"role": "user", "content": "3+3?"},
+                    {"role": "assistant", "content": "6"},
+                ]
+            }
+        ],
+    )
     assert [(r["en_prompt"], r["en_response"]) for r in load_english(f"jsonl:{msgs}")] == [("2+2?", "4")]
 
-    sharegpt = _write(tmp_path / "sg.jsonl", [{"id": "x", "conversations": [
-        {"from": "human", "value": "Capital of Kenya?"}, {"from": "gpt", "value": "Nairobi."}]}])
+    sharegpt = _write(
+        tmp_path / "sg.jsonl",
+        [
+            {
+                "id": "x",
+                "conversations": [
+                    {"from": "human", "value": "Capital of Kenya?"},
+                    {"from": "gpt", "value": "Nairobi."},
+                ],
+            }
+        ],
+    )
     assert load_english(f"jsonl:{sharegpt}")[0]["en_response"] == "Nairobi."
 
     custom = _write(tmp_path / "custom.jsonl", [{"q": "Why?", "a": "Because."}, {"q": "How?", "a": "So."}])
-    rows = load_english(f"jsonl:{custom}", n=1, format="prompt_response", prompt_field="q", response_field="a")
+    rows = load_english(
+        f"jsonl:{custom}", n=1, format="prompt_response", prompt_field="q", response_field="a"
+    )
     assert [(r["en_prompt"], r["en_response"]) for r in rows] == [("Why?", "Because.")]
 
 
 def test_hf_source_reads_a_local_dataset(tmp_path):
     d = tmp_path / "my_sft"
     d.mkdir()
-    _write(d / "train.jsonl", [{"instruction": f"Task {i}", "input": "", "output": f"Done {i}"} for i in range(4)])
+    _write(
+        d / "train.jsonl",
+        [{"instruction": f"Task {i}", "input": "", "output": f"Done {i}"} for i in range(4)],
+    )
     rows = load_english(f"hf:{d}", n=2)
     assert [r["en_prompt"] for r in rows] == ["Task 0", "Task 1"]
 
 
 def test_mapping_errors_name_file_line_field(tmp_path):
-    bad = _write(tmp_path / "bad.jsonl", [{"prompt": "ok", "response": "ok"}, {"prompt": "ok", "response": 3}])
+    bad = _write(
+        tmp_path / "bad.jsonl", [{"prompt": "ok", "response": "ok"}, {"prompt": "ok", "response": 3}]
+    )
     with pytest.raises(InputError, match=r"bad.jsonl:2: field 'response': expected a string, got int"):
         load_english(f"jsonl:{bad}")
     unknown = _write(tmp_path / "unknown.jsonl", [{"question": "q", "answer": "a"}])

@@ -16,10 +16,12 @@ LEAKS = ("`", "://", "@", "§")
 word = st.text(alphabet=string.ascii_letters + "äöüñéç", min_size=1, max_size=8)
 sentence = st.builds(
     lambda ws, end: " ".join(ws).capitalize() + end,
-    st.lists(word, min_size=1, max_size=6), st.sampled_from([".", "!", "?", ",", ""]),
+    st.lists(word, min_size=1, max_size=6),
+    st.sampled_from([".", "!", "?", ",", ""]),
 )
-inline_code = st.text(alphabet=string.ascii_letters + string.digits + " ()=+.,[]{}-_'\"", min_size=1,
-                      max_size=12).map(lambda s: f"`{s}`")
+inline_code = st.text(
+    alphabet=string.ascii_letters + string.digits + " ()=+.,[]{}-_'\"", min_size=1, max_size=12
+).map(lambda s: f"`{s}`")
 url = st.from_regex(r"https://[a-z]{1,8}\.(com|org|io)(/[a-z0-9_-]{1,6}){0,3}", fullmatch=True)
 email = st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,4})?@[a-z]{1,6}\.(com|de)", fullmatch=True)
 protected = st.one_of(inline_code, url, email)
@@ -44,18 +46,36 @@ def document(draw):
     """Markdown blocks; returns (text, protected spans in order, {line index: expected prefix})."""
     lines, spans, prefixes = [], [], {}
     for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["para", "heading", "bullet", "number", "quote", "fence", "table", "blank"]))
+        kind = draw(
+            st.sampled_from(["para", "heading", "bullet", "number", "quote", "fence", "table", "blank"])
+        )
         if kind == "fence":
-            code = draw(st.lists(st.text(alphabet=string.printable.replace("`", "").replace("\n", "")
-                                         .replace("\r", "").replace("\x0b", "").replace("\x0c", ""),
-                                         max_size=20).map(lambda s: "§" + s), min_size=1, max_size=3))
+            code = draw(
+                st.lists(
+                    st.text(
+                        alphabet=string.printable.replace("`", "")
+                        .replace("\n", "")
+                        .replace("\r", "")
+                        .replace("\x0b", "")
+                        .replace("\x0c", ""),
+                        max_size=20,
+                    ).map(lambda s: "§" + s),
+                    min_size=1,
+                    max_size=3,
+                )
+            )
             block = ["```python", *code, "```"]
             spans.append("\n".join(block))
             lines += block
         elif kind == "table":
             header = draw(st.lists(sentence, min_size=2, max_size=3))
-            rows = draw(st.lists(st.lists(st.one_of(sentence, inline_code), min_size=len(header),
-                                          max_size=len(header)), min_size=1, max_size=2))
+            rows = draw(
+                st.lists(
+                    st.lists(st.one_of(sentence, inline_code), min_size=len(header), max_size=len(header)),
+                    min_size=1,
+                    max_size=2,
+                )
+            )
             sep = "|" + "|".join(":---" for _ in header) + "|"
             for r in [header, *rows]:
                 prefixes[len(lines)] = "| "
@@ -70,8 +90,13 @@ def document(draw):
         else:
             text, sp = draw(inline())
             spans += sp
-            prefix = {"para": "", "heading": "#" * draw(st.integers(1, 6)) + " ", "bullet": "- ",
-                      "number": f"{draw(st.integers(1, 99))}. ", "quote": "> "}[kind]
+            prefix = {
+                "para": "",
+                "heading": "#" * draw(st.integers(1, 6)) + " ",
+                "bullet": "- ",
+                "number": f"{draw(st.integers(1, 99))}. ",
+                "quote": "> ",
+            }[kind]
             if kind == "para":
                 # a paragraph line starting with a bullet- or number-like word is a list item: avoid
                 text = "Para " + text
@@ -136,14 +161,29 @@ def test_markdown_structure_kept(doc, translation):
 
 
 def test_examples():
-    text = ("## Setup\n\nInstall it first. Then run `pip install x` and see https://pypi.org/x.\n"
-            "1. Open the file, e.g. main.py, in an editor.\n2. Ask Dr. Who at who@tardis.org?\n\n"
-            "```bash\necho 'never. translated.'\n```\n| Key | Meaning |\n|:--|--:|\n| `a` | first one |\n"
-            "Read [the guide](https://x.org/g \"G\") now.  \n中文句子。第二句。")
+    text = (
+        "## Setup\n\nInstall it first. Then run `pip install x` and see https://pypi.org/x.\n"
+        "1. Open the file, e.g. main.py, in an editor.\n2. Ask Dr. Who at who@tardis.org?\n\n"
+        "```bash\necho 'never. translated.'\n```\n| Key | Meaning |\n|:--|--:|\n| `a` | first one |\n"
+        'Read [the guide](https://x.org/g "G") now.  \n中文句子。第二句。'
+    )
     seg = segment(text)
     assert seg.segments == [
-        "Setup", "Install it first.", "Then run", "and see", "Open the file, e.g. main.py, in an editor.",
-        "Ask Dr. Who at", "Key", "Meaning", "first one", "Read", "the guide", "now.", "中文句子。", "第二句。"]
+        "Setup",
+        "Install it first.",
+        "Then run",
+        "and see",
+        "Open the file, e.g. main.py, in an editor.",
+        "Ask Dr. Who at",
+        "Key",
+        "Meaning",
+        "first one",
+        "Read",
+        "the guide",
+        "now.",
+        "中文句子。",
+        "第二句。",
+    ]
     assert seg.reassemble(seg.segments) == text
     assert prose("```\ncode only\n```") == ""
 

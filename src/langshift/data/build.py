@@ -67,8 +67,11 @@ def check_rows(rows: Sequence[dict], file: str | os.PathLike = "<rows>") -> list
             raise InputError(file, f"duplicate id {rid!r} (first at line {seen[rid]})", line=line, field="id")
         seen[rid] = line
         # Extra scalar columns (e.g. "category") travel in meta.
-        extra = {k: v for k, v in row.items()
-                 if k not in CORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+        extra = {
+            k: v
+            for k, v in row.items()
+            if k not in CORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))
+        }
         out.append({**row, "id": rid, "meta": {**extra, **meta}, "_line": line})
     return out
 
@@ -81,35 +84,46 @@ def _precomputed(row: dict, lang: str, file) -> tuple[str, str]:
     elif isinstance(row.get("translations"), dict):
         t = row["translations"].get(lang)
         if not isinstance(t, dict):
-            raise InputError(file, f"no translation for {lang!r} (has {sorted(row['translations'])})", line=line,
-                             field="translations")
+            raise InputError(
+                file,
+                f"no translation for {lang!r} (has {sorted(row['translations'])})",
+                line=line,
+                field="translations",
+            )
         pair = (t.get("prompt"), t.get("response"))
         names = (f"translations.{lang}.prompt", f"translations.{lang}.response")
     else:
-        raise InputError(file, "the precomputed translator needs tgt_prompt/tgt_response or translations[lang]",
-                         line=line, field="tgt_prompt")
-    for name, value in zip(names, pair):
+        raise InputError(
+            file,
+            "the precomputed translator needs tgt_prompt/tgt_response or translations[lang]",
+            line=line,
+            field="tgt_prompt",
+        )
+    for name, value in zip(names, pair, strict=True):
         if not isinstance(value, str):
             raise InputError(file, "missing" if value is None else "expected a string", line=line, field=name)
     return pair
 
 
-def translate_segments(texts: list[str], translator: Translator, lang: str, cache: TranslationCache,
-                       chunk_size: int) -> tuple[dict[str, str], dict]:
+def translate_segments(
+    texts: list[str], translator: Translator, lang: str, cache: TranslationCache, chunk_size: int
+) -> tuple[dict[str, str], dict]:
     """{segment: translation} for the unique `texts`, from the cache or the translator, chunk by chunk."""
     order = sorted(set(texts), key=lambda s: (len(s), s))
     done = cache.get_many(translator.identity, SRC, lang, order)
     stats = {"unique_segments": len(order), "from_cache": len(done), "translated": 0}
-    bar = tqdm(total=len(order), initial=len(done), unit="seg", desc=f"translate {SRC}->{lang}", dynamic_ncols=True)
+    bar = tqdm(
+        total=len(order), initial=len(done), unit="seg", desc=f"translate {SRC}->{lang}", dynamic_ncols=True
+    )
     for start in range(0, len(order), chunk_size):
-        todo = [s for s in order[start:start + chunk_size] if s not in done]
+        todo = [s for s in order[start : start + chunk_size] if s not in done]
         if not todo:
             continue
         out = translator.translate(todo, SRC, lang)
         if len(out) != len(todo):
             raise RuntimeError(f"translator returned {len(out)} outputs for {len(todo)} inputs")
-        cache.put_many(translator.identity, SRC, lang, list(zip(todo, out)))
-        done.update(zip(todo, out))
+        cache.put_many(translator.identity, SRC, lang, list(zip(todo, out, strict=True)))
+        done.update(zip(todo, out, strict=True))
         stats["translated"] += len(todo)
         bar.update(len(todo))
     bar.close()
@@ -163,18 +177,32 @@ def save_dataset_dir(path: Path, train: list[dict], val: list[dict]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     rows = _arrow_meta(train + val)
-    splits = {"train": datasets.Dataset.from_list(rows[:len(train)])}
+    splits = {"train": datasets.Dataset.from_list(rows[: len(train)])}
     if val:
-        splits["validation"] = datasets.Dataset.from_list(rows[len(train):], features=splits["train"].features)
+        splits["validation"] = datasets.Dataset.from_list(
+            rows[len(train) :], features=splits["train"].features
+        )
     datasets.DatasetDict(splits).save_to_disk(str(tmp))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
 
-def build_dataset(rows: Sequence[dict], lang: str, translator: Translator, out_dir: str | os.PathLike, *,
-                  val_size: float = 0.05, seed: int = 0, keep_filtered: bool = False, limit: int | None = None,
-                  cache_path: str | os.PathLike | None = None, filter_config: FilterConfig | None = None,
-                  max_chars: int = 400, source: str | None = None, rows_file: str | os.PathLike = "<rows>") -> Path:
+def build_dataset(
+    rows: Sequence[dict],
+    lang: str,
+    translator: Translator,
+    out_dir: str | os.PathLike,
+    *,
+    val_size: float = 0.05,
+    seed: int = 0,
+    keep_filtered: bool = False,
+    limit: int | None = None,
+    cache_path: str | os.PathLike | None = None,
+    filter_config: FilterConfig | None = None,
+    max_chars: int = 400,
+    source: str | None = None,
+    rows_file: str | os.PathLike = "<rows>",
+) -> Path:
     """Translate `rows` into `lang`, filter, split and write `out_dir` (see the module docstring)."""
     t0 = time.time()
     target = get_language(lang)
@@ -204,10 +232,19 @@ def build_dataset(rows: Sequence[dict], lang: str, translator: Translator, out_d
 
     described = translator.describe()
     records = []
-    for r, (tp, tr) in zip(rows, tgt):
+    for r, (tp, tr) in zip(rows, tgt, strict=True):
         meta = {**r["meta"], "translator": translator.backend, "translator_model": translator.model}
-        records.append({"id": r["id"], "lang": target.code, "en_prompt": r["en_prompt"],
-                        "en_response": r["en_response"], "tgt_prompt": tp, "tgt_response": tr, "meta": meta})
+        records.append(
+            {
+                "id": r["id"],
+                "lang": target.code,
+                "en_prompt": r["en_prompt"],
+                "en_response": r["en_response"],
+                "tgt_prompt": tp,
+                "tgt_response": tr,
+                "meta": meta,
+            }
+        )
 
     cfg = filter_config or FilterConfig()
     kept, rejected, report = apply_filters(records, target.code, cfg, progress=True)
@@ -220,31 +257,67 @@ def build_dataset(rows: Sequence[dict], lang: str, translator: Translator, out_d
     for i, r in enumerate(final):  # the training engine's own validation must accept every record
         validate_record(r, file=out / "records.jsonl", line=i + 1)
 
-    stats.update(kept=len(kept), rejected=len(rejected), train=len(train), validation=len(val),
-                 seconds=round(time.time() - t0, 1))
+    stats.update(
+        kept=len(kept),
+        rejected=len(rejected),
+        train=len(train),
+        validation=len(val),
+        seconds=round(time.time() - t0, 1),
+    )
     report_d = report.as_dict()
     write_jsonl(out / "records.jsonl", final)
     if final:
         save_dataset_dir(out / "dataset", train, val)
+    else:  # everything filtered out: no stale dataset from an earlier run may stay behind
+        shutil.rmtree(out / "dataset", ignore_errors=True)
     if keep_filtered:
         write_jsonl(out / "rejected.jsonl", rejected)
     else:
         (out / "rejected.jsonl").unlink(missing_ok=True)
     write_json(out / "filter_report.json", {**report_d, "stats": stats})
-    src_name = source or next((str(r["meta"]["source"]) for r in rows if r["meta"].get("source")), str(rows_file))
-    atomic_write_text(out / "data_card.md", data_card(target, src_name, described, stats, report_d, val_size, seed,
-                                                      keep_filtered))
+    src_name = source or next(
+        (str(r["meta"]["source"]) for r in rows if r["meta"].get("source")), str(rows_file)
+    )
+    atomic_write_text(
+        out / "data_card.md",
+        data_card(target, src_name, described, stats, report_d, val_size, seed, keep_filtered),
+    )
     return out
 
 
-def data_card(target, source: str, translator: dict, stats: dict, report: dict, val_size: float, seed: int,
-              keep_filtered: bool) -> str:
+def data_card(
+    target,
+    source: str,
+    translator: dict,
+    stats: dict,
+    report: dict,
+    val_size: float,
+    seed: int,
+    keep_filtered: bool,
+) -> str:
     reasons = "\n".join(f"| {k} | {v} |" for k, v in report["reasons"].items())
     by_field = "\n".join(f"| {k} | {v} |" for k, v in report["by_field"].items()) or "| (none) | 0 |"
-    rule = ("first-turn (prompt, reply) pairs of English trees, rank 0 first, then rank 1, ...; deleted or "
-            "failed-review messages dropped (see `langshift.data.english`)") if "oasst1" in source else \
-        "rows in file order (see `langshift.data.english`)"
-    extra = "".join(f"- {k}: {v}\n" for k, v in translator.items() if k not in ("backend", "model", "identity"))
+    rule = (
+        (
+            "first-turn (prompt, reply) pairs of English trees, rank 0 first, then rank 1, ...; deleted or "
+            "failed-review messages dropped (see `langshift.data.english`)"
+        )
+        if "oasst1" in source
+        else "rows in file order (see `langshift.data.english`)"
+    )
+    if "segments" in stats:
+        how = (
+            f"- Cache identity: `{translator['identity']}`\n"
+            f"- Segments: {stats['segments']} ({stats['unique_segments']} unique; {stats['from_cache']} from "
+            f"cache, {stats['translated']} translated in this run)\n"
+            "- Segmentation: sentences within markdown lines; code blocks, inline code, URLs and e-mail\n"
+            "  addresses are never sent to the translator and are copied byte-for-byte."
+        )
+    else:
+        how = "- The rows carried their translations; no model was called."
+    extra = "".join(
+        f"- {k}: {v}\n" for k, v in translator.items() if k not in ("backend", "model", "identity")
+    )
     return f"""# Cross-lingual SFT data: English -> {target.name} ({target.code})
 
 Records `(x_en, y_en, x_t, y_t)` for CLO (Lee et al., ACL 2025, §3.2): English pairs and their
@@ -253,20 +326,17 @@ machine translation into {target.name}.
 ## Source
 - English source: `{source}`
 - Selection rule: {rule}
-- Rows used: {stats['rows']}
+- Rows used: {stats["rows"]}
 
 ## Translation
-- Backend: `{translator['backend']}`
-- Model: `{translator['model']}`
-- Cache identity: `{translator['identity']}`
-{extra}- Segments: {stats.get('segments', 'n/a')} ({stats.get('unique_segments', 'n/a')} unique; \
-{stats.get('from_cache', 'n/a')} from cache, {stats.get('translated', 'n/a')} translated in this run)
-- Segmentation: sentences within markdown lines; code blocks, inline code, URLs and e-mail addresses
-  are never sent to the translator and are copied byte-for-byte.
+- Backend: `{translator["backend"]}`
+- Model: `{translator["model"]}`
+{extra}{how}
 
 ## Filters
-Kept {stats['kept']} of {report['total']} ({stats['rejected']} rejected{', kept aside in rejected.jsonl'
-                                                                        if keep_filtered else ''}).
+Kept {stats["kept"]} of {report["total"]} ({stats["rejected"]} rejected{
+        ", kept aside in rejected.jsonl" if keep_filtered else ""
+    }).
 A record can fail several checks; each is counted.
 
 | reason | records |
@@ -277,12 +347,12 @@ A record can fail several checks; each is counted.
 |---|---|
 {by_field}
 
-Settings: `{json.dumps(report['config'])}`
+Settings: `{json.dumps(report["config"])}`
 
 ## Splits
-- train: {stats['train']}, validation: {stats['validation']} (val_size={val_size}, seed={seed}; whole
+- train: {stats["train"]}, validation: {stats["validation"]} (val_size={val_size}, seed={seed}; whole
   prompt groups go to one side)
 - `records.jsonl` holds both (see `meta.split`); `dataset/` is a `datasets.DatasetDict`.
 
-Built in {stats['seconds']} s.
+Built in {stats["seconds"]} s.
 """

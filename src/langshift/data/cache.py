@@ -51,7 +51,7 @@ class TranslationCache:
         found: dict[str, str] = {}
         items = list(keys)
         for i in range(0, len(items), 500):  # SQLite's limit on bound parameters
-            chunk = items[i:i + 500]
+            chunk = items[i : i + 500]
             q = f"SELECT key, target FROM translations WHERE key IN ({','.join('?' * len(chunk))})"
             for key, target in self.db.execute(q, chunk):
                 found[keys[key]] = target
@@ -67,7 +67,9 @@ class TranslationCache:
     def count(self, identity: str | None = None) -> int:
         if identity is None:
             return self.db.execute("SELECT COUNT(*) FROM translations").fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM translations WHERE identity = ?", (identity,)).fetchone()[0]
+        return self.db.execute(
+            "SELECT COUNT(*) FROM translations WHERE identity = ?", (identity,)
+        ).fetchone()[0]
 
     def close(self) -> None:
         self.db.close()

@@ -33,17 +33,30 @@ def english(
     n: int = typer.Option(6400, help="How many pairs (paper: 6,400)."),
     out: Path = typer.Option(..., help="Output JSONL of {id, en_prompt, en_response, meta}."),
     format: str = typer.Option(None, help="Force a row shape: alpaca | prompt_response | messages."),
-    prompt_field: str = typer.Option(None), response_field: str = typer.Option(None),
-    messages_field: str = typer.Option(None), id_field: str = typer.Option(None),
-    split: str = typer.Option(None, help="hf: split (default train)."), config: str = typer.Option(None),
+    prompt_field: str = typer.Option(None),
+    response_field: str = typer.Option(None),
+    messages_field: str = typer.Option(None),
+    id_field: str = typer.Option(None),
+    split: str = typer.Option(None, help="hf: split (default train)."),
+    config: str = typer.Option(None),
 ):
     """Select English SFT pairs (oasst1 rule: first turn, highest rank first)."""
     from langshift.data.english import load_english
     from langshift.files import write_jsonl
 
-    mapping = {k: v for k, v in dict(format=format, prompt_field=prompt_field, response_field=response_field,
-                                     messages_field=messages_field, id_field=id_field, split=split,
-                                     config=config).items() if v is not None}
+    mapping = {
+        k: v
+        for k, v in dict(
+            format=format,
+            prompt_field=prompt_field,
+            response_field=response_field,
+            messages_field=messages_field,
+            id_field=id_field,
+            split=split,
+            config=config,
+        ).items()
+        if v is not None
+    }
     rows = load_english(source, n, **mapping)
     write_jsonl(out, rows)
     typer.echo(f"wrote {len(rows)} English pairs to {out}")
@@ -57,14 +70,17 @@ def translate(
     translator: str = typer.Option("hf", help="hf | ctranslate2 | openai | precomputed"),
     out: Path = typer.Option(..., help="Output directory."),
     model: str = typer.Option(None, help="Translator model (hf default facebook/m2m100_1.2B)."),
-    beam_size: int = typer.Option(None), max_length: int = typer.Option(None),
-    batch_size: int = typer.Option(None), device: str = typer.Option(None),
+    beam_size: int = typer.Option(None),
+    max_length: int = typer.Option(None),
+    batch_size: int = typer.Option(None),
+    device: str = typer.Option(None),
     compute_type: str = typer.Option(None, help="ctranslate2: int8 | float16 | ... (default by device)."),
     base_url: str = typer.Option(None, help="openai: endpoint base URL (.../v1)."),
     api_key_env: str = typer.Option(None, help="openai: name of the env var holding the key."),
     concurrency: int = typer.Option(None, help="openai: requests in flight."),
     cache: Path = typer.Option(None, help="SQLite translation cache (default OUT/translation_cache.sqlite)."),
-    val_size: float = typer.Option(0.05), seed: int = typer.Option(0),
+    val_size: float = typer.Option(0.05),
+    seed: int = typer.Option(0),
     keep_filtered: bool = typer.Option(False, help="Write rejects to OUT/rejected.jsonl."),
     limit: int = typer.Option(None, help="Only the first N rows (dry run)."),
     detector: str = typer.Option("lingua", help="Language ID for the filter: lingua | cld2 | none."),
@@ -81,13 +97,33 @@ def translate(
             rows += read_rows(f)
     else:
         rows, rows_file = read_rows(in_), in_
-    options = dict(model=model, beam_size=beam_size, max_length=max_length, batch_size=batch_size, device=device,
-                   compute_type=compute_type, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency)
+    options = dict(
+        model=model,
+        beam_size=beam_size,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        compute_type=compute_type,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+    )
     if translator == "precomputed":
         options = {}
     tr = make_translator(translator, **options)
-    path = build_dataset(rows, lang, tr, out, val_size=val_size, seed=seed, keep_filtered=keep_filtered, limit=limit,
-                         cache_path=cache, filter_config=FilterConfig(detector=detector), rows_file=rows_file)
+    path = build_dataset(
+        rows,
+        lang,
+        tr,
+        out,
+        val_size=val_size,
+        seed=seed,
+        keep_filtered=keep_filtered,
+        limit=limit,
+        cache_path=cache,
+        filter_config=FilterConfig(detector=detector),
+        rows_file=rows_file,
+    )
     typer.echo(f"wrote {path}/records.jsonl, dataset/, data_card.md, filter_report.json")
 
 

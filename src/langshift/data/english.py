@@ -87,7 +87,9 @@ def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = Non
                 raise InputError(file, "missing (not an oasst1 message?)", line=line, field=name)
         for name in ("message_id", "message_tree_id", "role", "lang"):
             if not isinstance(m[name], str):
-                raise InputError(file, f"expected a string, got {type(m[name]).__name__}", line=line, field=name)
+                raise InputError(
+                    file, f"expected a string, got {type(m[name]).__name__}", line=line, field=name
+                )
         if m["role"] not in ("prompter", "assistant"):
             raise InputError(file, f"unknown role {m['role']!r}", line=line, field="role")
         rank = m.get("rank")
@@ -99,8 +101,13 @@ def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = Non
 
     def ok(m: dict) -> bool:
         text = m.get("text")
-        return (m["lang"] == "en" and not m.get("deleted") and m.get("review_result") is not False
-                and isinstance(text, str) and bool(text.strip()))
+        return (
+            m["lang"] == "en"
+            and not m.get("deleted")
+            and m.get("review_result") is not False
+            and isinstance(text, str)
+            and bool(text.strip())
+        )
 
     candidates = []
     for root in by_id.values():
@@ -117,14 +124,20 @@ def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = Non
     candidates.sort(key=rank_key)
     rows = []
     for root, reply in candidates[:n] if n is not None else candidates:
-        rows.append({
-            "id": f"oasst1-{reply['message_id']}",
-            "en_prompt": root["text"],
-            "en_response": reply["text"],
-            "meta": {"source": "oasst1", "prompt_id": root["message_id"], "reply_id": reply["message_id"],
-                     "message_tree_id": root["message_tree_id"],
-                     "rank": _rank(reply)},
-        })
+        rows.append(
+            {
+                "id": f"oasst1-{reply['message_id']}",
+                "en_prompt": root["text"],
+                "en_response": reply["text"],
+                "meta": {
+                    "source": "oasst1",
+                    "prompt_id": root["message_id"],
+                    "reply_id": reply["message_id"],
+                    "message_tree_id": root["message_tree_id"],
+                    "rank": _rank(reply),
+                },
+            }
+        )
     return rows
 
 
@@ -227,7 +240,9 @@ def _first_exchange(turns, file, line: int, field: str) -> tuple[str, str]:
         role = t.get("role", t.get("from"))
         content = t.get("content", t.get("value"))
         if not isinstance(role, str) or not isinstance(content, str):
-            raise InputError(file, f"turn {j} needs role/content (or from/value) strings", line=line, field=field)
+            raise InputError(
+                file, f"turn {j} needs role/content (or from/value) strings", line=line, field=field
+            )
         norm.append((role.lower(), content))
     for j, (role, content) in enumerate(norm):
         if role in USER_ROLES:
@@ -249,7 +264,9 @@ def detect_format(obj: dict, mapping: dict) -> str:
     return "unknown"
 
 
-def _mapped_rows(objects: Iterable[tuple[int, dict]], file: str | os.PathLike, mapping: dict) -> Iterator[dict]:
+def _mapped_rows(
+    objects: Iterable[tuple[int, dict]], file: str | os.PathLike, mapping: dict
+) -> Iterator[dict]:
     stem = Path(str(file)).name.split(".")[0] or "row"
     id_field = mapping.get("id_field", "id")
     for line, obj in objects:
@@ -267,8 +284,12 @@ def _mapped_rows(objects: Iterable[tuple[int, dict]], file: str | os.PathLike, m
             name = name if name in obj else "conversations"
             prompt, response = _first_exchange(obj.get(name), file, line, name)
         else:
-            raise InputError(file, f"unrecognised row shape (fields: {sorted(obj)}); expected Alpaca "
-                                   "instruction/input/output, prompt/response or a messages list", line=line)
+            raise InputError(
+                file,
+                f"unrecognised row shape (fields: {sorted(obj)}); expected Alpaca "
+                "instruction/input/output, prompt/response or a messages list",
+                line=line,
+            )
         for name, text in (("prompt", prompt), ("response", response)):
             if not text.strip():
                 raise InputError(file, f"empty {name}", line=line, field=name)
@@ -276,5 +297,9 @@ def _mapped_rows(objects: Iterable[tuple[int, dict]], file: str | os.PathLike, m
         meta = {"source": str(file), "line": line, "format": fmt}
         if isinstance(obj.get("meta"), dict):
             meta = {**obj["meta"], **meta}
-        yield {"id": str(rid) if rid is not None else f"{stem}-{line}", "en_prompt": prompt, "en_response": response,
-               "meta": meta}
+        yield {
+            "id": str(rid) if rid is not None else f"{stem}-{line}",
+            "en_prompt": prompt,
+            "en_response": response,
+            "meta": meta,
+        }

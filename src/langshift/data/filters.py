@@ -68,7 +68,9 @@ def _lingua_detector():
     from lingua import Language as L
     from lingua import LanguageDetectorBuilder
 
-    return LanguageDetectorBuilder.from_languages(*(getattr(L, lang.lingua) for lang in LANGUAGES.values())).build()
+    return LanguageDetectorBuilder.from_languages(
+        *(getattr(L, lang.lingua) for lang in LANGUAGES.values())
+    ).build()
 
 
 def detect_language(text: str, detector: str = "lingua") -> str | None:
@@ -114,7 +116,10 @@ def field_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
     if not en_p.strip():
         return []  # nothing was translatable (all code/URLs): nothing to judge
     reasons = []
-    if len(en_p.split()) >= 3 and SequenceMatcher(None, _norm(en_p), _norm(tgt_p)).ratio() >= cfg.copy_similarity:
+    if (
+        len(en_p.split()) >= 3
+        and SequenceMatcher(None, _norm(en_p), _norm(tgt_p)).ratio() >= cfg.copy_similarity
+    ):
         reasons.append("untranslated")
     if cfg.detector != "none" and _letters(tgt_p) >= cfg.min_lid_letters:
         found = detect_language(tgt_p, cfg.detector)
@@ -150,8 +155,15 @@ def apply_filters(records: list[dict], lang: str, cfg: FilterConfig | None = Non
         if reasons:
             for r in reasons:
                 report.reasons[r] += 1
-            rejected.append({**rec, "meta": {**rec.get("meta") or {}, "filter_reasons": [
-                f"{f}:{r}" for f, rs in found.items() for r in rs]}})
+            rejected.append(
+                {
+                    **rec,
+                    "meta": {
+                        **(rec.get("meta") or {}),
+                        "filter_reasons": [f"{f}:{r}" for f, rs in found.items() for r in rs],
+                    },
+                }
+            )
         else:
             kept.append(rec)
     report.kept, report.rejected, report.by_field = len(kept), len(rejected), dict(sorted(by_field.items()))

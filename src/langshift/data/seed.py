@@ -44,7 +44,14 @@ def demo_english(lang: str) -> list[dict]:
             for name in ("prompt", "response"):
                 if not isinstance(t.get(name), str) or not t[name].strip():
                     raise InputError(path, "missing or empty", line=line, field=f"translations.{code}.{name}")
-            rows.append({"id": obj["id"], "en_prompt": obj["en_prompt"], "en_response": obj["en_response"],
-                         "tgt_prompt": t["prompt"], "tgt_response": t["response"],
-                         "meta": {"source": f"demo/{path.name}", "category": obj.get("category")}})
+            rows.append(
+                {
+                    "id": obj["id"],
+                    "en_prompt": obj["en_prompt"],
+                    "en_response": obj["en_response"],
+                    "tgt_prompt": t["prompt"],
+                    "tgt_response": t["response"],
+                    "meta": {"source": f"demo/{path.name}", "category": obj.get("category")},
+                }
+            )
     return rows

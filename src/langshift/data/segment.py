@@ -42,9 +42,46 @@ PROTECT_RE = re.compile(
 )
 URL_TRAILING = ".,;:!?'\")]}"
 ABBREVIATIONS = {
-    "e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "no", "fig", "approx",
-    "inc", "ltd", "co", "corp", "dept", "est", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
-    "sept", "oct", "nov", "dec", "u.s", "u.k", "a.m", "p.m", "ph.d", "cf", "al",
+    "e.g",
+    "i.e",
+    "etc",
+    "vs",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sr",
+    "jr",
+    "st",
+    "no",
+    "fig",
+    "approx",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "dept",
+    "est",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "u.s",
+    "u.k",
+    "a.m",
+    "p.m",
+    "ph.d",
+    "cf",
+    "al",
 }
 # A sentence ends at . ! ? … (with closing quotes/brackets) followed by whitespace; CJK enders need none.
 BOUNDARY_RE = re.compile(r"[.!?…]+[\"'”’)\]]*(?P<ws>\s+)|[。！？]+[”’」』）]*(?P<cjk>\s*)")
@@ -90,21 +127,28 @@ def segment(text: str, max_chars: int = 400) -> Segmented:
         if fence is not None:
             out._lit(line)
             m = FENCE_RE.match(line)
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
+            if (
+                m
+                and m.group(1)[0] == fence[0]
+                and len(m.group(1)) >= len(fence)
+                and not line[m.end() :].strip()
+            ):
                 fence = None
             continue
         m = FENCE_RE.match(line)
         if m:
             fence = m.group(1)
             out._lit(line)
-        elif not line.strip() or HR_RE.match(line) or TABLE_SEP_RE.match(line) and "-" in line and i in tables:
+        elif (
+            not line.strip() or HR_RE.match(line) or TABLE_SEP_RE.match(line) and "-" in line and i in tables
+        ):
             out._lit(line)
         elif i in tables:
             _table_row(out, line, max_chars)
         else:
             prefix = PREFIX_RE.match(line).group(0)
             out._lit(prefix)
-            _inline(out, line[len(prefix):], max_chars)
+            _inline(out, line[len(prefix) :], max_chars)
     return out
 
 
@@ -134,7 +178,12 @@ def _table_lines(lines: list[str]) -> set[int]:
     rows: set[int] = set()
     i = 0
     while i + 1 < len(lines):
-        if "|" in lines[i] and "-" in lines[i + 1] and "|" in lines[i + 1] and TABLE_SEP_RE.match(lines[i + 1]):
+        if (
+            "|" in lines[i]
+            and "-" in lines[i + 1]
+            and "|" in lines[i + 1]
+            and TABLE_SEP_RE.match(lines[i + 1])
+        ):
             j = i
             while j < len(lines) and "|" in lines[j] and lines[j].strip():
                 rows.add(j)
@@ -197,7 +246,9 @@ def _protected_spans(s: str):
         a, b = p.span()
         if p.lastgroup == "url":
             url = s[a:b]
-            while url and url[-1] in URL_TRAILING and not (url[-1] == ")" and url.count("(") >= url.count(")")):
+            while (
+                url and url[-1] in URL_TRAILING and not (url[-1] == ")" and url.count("(") >= url.count(")"))
+            ):
                 url = url[:-1]
             b = a + len(url)
         spans.append((a, b, None))
@@ -211,7 +262,7 @@ def _text_run(out: Segmented, s: str, max_chars: int) -> None:
         out._lit(s)
         return
     lead = s[: len(s) - len(s.lstrip())]
-    trail = s[len(s.rstrip()):]
+    trail = s[len(s.rstrip()) :]
     out._lit(lead)
     for piece, is_text in _sentences(core):
         if not is_text:
@@ -235,7 +286,7 @@ def _sentences(s: str):
         if end >= len(s):
             break
         if ws_group == "ws":
-            word = re.search(r"(\S+?)[.!?…]*[\"'”’)\]]*$", s[start:m.start() + 1])
+            word = re.search(r"(\S+?)[.!?…]*[\"'”’)\]]*$", s[start : m.start() + 1])
             prev = (word.group(1) if word else "").lower().rstrip(".")
             nxt = s[end]
             if prev in ABBREVIATIONS or (len(prev) == 1 and prev.isalpha()) or nxt.islower():
@@ -263,6 +314,6 @@ def _bounded(s: str, max_chars: int):
         ws = rest[: len(rest) - len(rest.lstrip())]
         yield head, True
         yield ws, False
-        s = rest[len(ws):]
+        s = rest[len(ws) :]
     if s:
         yield s, True

@@ -50,8 +50,12 @@ class Translator:
 def make_translator(backend: str, **options) -> Translator:
     """`options` that are None are ignored, so CLI flags left unset fall back to each backend's default."""
     options = {k: v for k, v in options.items() if v is not None}
-    classes = {"hf": HFTranslator, "ctranslate2": CT2Translator, "openai": OpenAITranslator,
-               "precomputed": PrecomputedTranslator}
+    classes = {
+        "hf": HFTranslator,
+        "ctranslate2": CT2Translator,
+        "openai": OpenAITranslator,
+        "precomputed": PrecomputedTranslator,
+    }
     if backend not in classes:
         raise ValueError(f"unknown translator {backend!r}; one of {sorted(classes)}")
     try:
@@ -63,7 +67,7 @@ def make_translator(backend: str, **options) -> Translator:
 def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length: less padding, fewer wasted decoder steps."""
     order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
-    return [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
+    return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]
 
 
 def model_fingerprint(model: str) -> str:
@@ -103,7 +107,9 @@ def _marian_prefix(tokenizer, tgt: Language) -> str:
     for code in (tgt.opus, tgt.iso3, tgt.nllb):
         if f">>{code}<<" in targets:
             return f">>{code}<< "
-    raise ValueError(f"this multi-target Marian model has no token for {tgt.name}; it knows {sorted(targets)[:20]}")
+    raise ValueError(
+        f"this multi-target Marian model has no token for {tgt.name}; it knows {sorted(targets)[:20]}"
+    )
 
 
 def _codes(family: str, src: Language, tgt: Language) -> tuple[str | None, str | None]:
@@ -121,16 +127,33 @@ def _codes(family: str, src: Language, tgt: Language) -> tuple[str | None, str |
 class HFTranslator(Translator):
     backend = "hf"
 
-    def __init__(self, model: str = DEFAULT_HF_MODEL, beam_size: int = 4, max_length: int = 256,
-                 batch_size: int = 16, device: str = "auto", dtype: str = "auto", max_input_length: int = 1024):
+    def __init__(
+        self,
+        model: str = DEFAULT_HF_MODEL,
+        beam_size: int = 4,
+        max_length: int = 256,
+        batch_size: int = 16,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_input_length: int = 1024,
+        min_length: int = 0,
+    ):
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        self.model, self.beam_size, self.max_length, self.batch_size = model, beam_size, max_length, batch_size
-        self.max_input_length = max_input_length
+        self.model, self.beam_size, self.max_length, self.batch_size = (
+            model,
+            beam_size,
+            max_length,
+            batch_size,
+        )
+        self.max_input_length, self.min_length = max_input_length, min_length
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        torch_dtype = (torch.float16 if self.device.startswith("cuda") else torch.float32) if dtype == "auto" \
+        torch_dtype = (
+            (torch.float16 if self.device.startswith("cuda") else torch.float32)
+            if dtype == "auto"
             else getattr(torch, dtype)
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.net = AutoModelForSeq2SeqLM.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
         self.family = tokenizer_family(self.tokenizer)
@@ -139,7 +162,10 @@ class HFTranslator(Translator):
 
     @property
     def identity(self) -> str:
-        return f"hf|{self.fingerprint}|beam={self.beam_size}|max={self.max_length}|in={self.max_input_length}"
+        return (
+            f"hf|{self.fingerprint}|beam={self.beam_size}|max={self.max_length}|in={self.max_input_length}"
+            + (f"|min={self.min_length}" if self.min_length else "")
+        )
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         import torch
@@ -149,18 +175,26 @@ class HFTranslator(Translator):
         prefix = _marian_prefix(self.tokenizer, t) if self.family == "marian" else ""
         if src_code is not None:
             self.tokenizer.src_lang = src_code
-        gen = dict(num_beams=self.beam_size, max_new_tokens=self.max_length, do_sample=False)
+        gen = dict(
+            num_beams=self.beam_size,
+            max_new_tokens=self.max_length,
+            min_new_tokens=self.min_length,
+            do_sample=False,
+        )
         if tgt_token is not None:
             gen["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(tgt_token)
         out: list[str] = [""] * len(texts)
         for idx in length_sorted_batches(texts, self.batch_size):
             batch = [prefix + texts[i] for i in idx]
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_input_length)
-            self.truncated += sum(int(n >= self.max_input_length) for n in enc["attention_mask"].sum(1).tolist())
+            enc = self.tokenizer(
+                batch, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_length
+            )
+            self.truncated += sum(
+                int(n >= self.max_input_length) for n in enc["attention_mask"].sum(1).tolist()
+            )
             with torch.inference_mode():
                 ids = self.net.generate(**enc.to(self.device), **gen)
-            for i, text in zip(idx, self.tokenizer.batch_decode(ids, skip_special_tokens=True)):
+            for i, text in zip(idx, self.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
                 out[i] = text.strip()
         return out
 
@@ -185,9 +219,18 @@ def convert(model: str, out_dir: str | os.PathLike, quantization: str = "int8", 
     tok = AutoTokenizer.from_pretrained(model)
     # CTranslate2 writes its own config.json; the tokenizer must not need the HF one to load.
     tok.save_pretrained(tmp)
-    (tmp / CT2_SIDECAR).write_text(json.dumps({"source": str(model), "quantization": quantization,
-                                               "fingerprint": model_fingerprint(str(model)),
-                                               "tokenizer_class": type(tok).__name__}, indent=2) + "\n")
+    (tmp / CT2_SIDECAR).write_text(
+        json.dumps(
+            {
+                "source": str(model),
+                "quantization": quantization,
+                "fingerprint": model_fingerprint(str(model)),
+                "tokenizer_class": type(tok).__name__,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     if out.exists():
         import shutil
 
@@ -203,13 +246,25 @@ def _cache_root() -> Path:
 class CT2Translator(Translator):
     backend = "ctranslate2"
 
-    def __init__(self, model: str = DEFAULT_HF_MODEL, beam_size: int = 4, max_length: int = 256,
-                 batch_size: int = 16, device: str = "auto", compute_type: str = "auto",
-                 quantization: str = "int8", max_input_length: int = 1024, threads: int = 0):
+    def __init__(
+        self,
+        model: str = DEFAULT_HF_MODEL,
+        beam_size: int = 4,
+        max_length: int = 256,
+        batch_size: int = 16,
+        device: str = "auto",
+        compute_type: str = "auto",
+        quantization: str = "int8",
+        max_input_length: int = 1024,
+        threads: int = 0,
+        min_length: int = 0,
+    ):
         import ctranslate2
         from transformers import AutoTokenizer
 
-        self.device = ("cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu") if device == "auto" else device
+        self.device = (
+            ("cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu") if device == "auto" else device
+        )
         path = Path(model)
         if not (path / "model.bin").exists():
             # An HF model (hub id or dir): convert once into the cache, reuse afterwards.
@@ -217,21 +272,34 @@ class CT2Translator(Translator):
             target = _cache_root() / "ct2" / f"{slug}-{quantization}-{model_fingerprint(str(model))[-12:]}"
             path = convert(str(model), target, quantization=quantization)
         self.path = path
-        self.model, self.beam_size, self.max_length, self.batch_size = str(model), beam_size, max_length, batch_size
-        self.max_input_length = max_input_length
-        self.compute_type = ("int8" if self.device == "cpu" else "float16") if compute_type == "auto" else compute_type
+        self.model, self.beam_size, self.max_length, self.batch_size = (
+            str(model),
+            beam_size,
+            max_length,
+            batch_size,
+        )
+        self.max_input_length, self.min_length = max_input_length, min_length
+        self.compute_type = (
+            ("int8" if self.device == "cpu" else "float16") if compute_type == "auto" else compute_type
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.family = tokenizer_family(self.tokenizer)
-        self.net = ctranslate2.Translator(str(path), device=self.device, compute_type=self.compute_type,
-                                          intra_threads=threads)
+        self.net = ctranslate2.Translator(
+            str(path), device=self.device, compute_type=self.compute_type, intra_threads=threads
+        )
         sidecar = path / CT2_SIDECAR
-        self.fingerprint = json.loads(sidecar.read_text())["fingerprint"] if sidecar.exists() \
+        self.fingerprint = (
+            json.loads(sidecar.read_text())["fingerprint"]
+            if sidecar.exists()
             else model_fingerprint(str(path))
+        )
 
     @property
     def identity(self) -> str:
-        return (f"ctranslate2|{self.fingerprint}|{self.compute_type}|beam={self.beam_size}|max={self.max_length}"
-                f"|in={self.max_input_length}")
+        return (
+            f"ctranslate2|{self.fingerprint}|{self.compute_type}|beam={self.beam_size}|max={self.max_length}"
+            f"|in={self.max_input_length}" + (f"|min={self.min_length}" if self.min_length else "")
+        )
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         s, t = get_language(src), get_language(tgt)
@@ -241,13 +309,19 @@ class CT2Translator(Translator):
             self.tokenizer.src_lang = src_code
         out: list[str] = [""] * len(texts)
         for idx in length_sorted_batches(texts, self.batch_size):
-            source = [self.tokenizer.convert_ids_to_tokens(self.tokenizer.encode(prefix + texts[i])) for i in idx]
+            source = [
+                self.tokenizer.convert_ids_to_tokens(self.tokenizer.encode(prefix + texts[i])) for i in idx
+            ]
             results = self.net.translate_batch(
-                source, target_prefix=[[tgt_token]] * len(idx) if tgt_token else None, beam_size=self.beam_size,
-                max_decoding_length=self.max_length, max_input_length=self.max_input_length,
+                source,
+                target_prefix=[[tgt_token]] * len(idx) if tgt_token else None,
+                beam_size=self.beam_size,
+                max_decoding_length=self.max_length,
+                max_input_length=self.max_input_length,
                 max_batch_size=self.batch_size,
+                min_decoding_length=self.min_length,
             )
-            for i, r in zip(idx, results):
+            for i, r in zip(idx, results, strict=True):
                 tokens = r.hypotheses[0]
                 if tgt_token and tokens and tokens[0] == tgt_token:
                     tokens = tokens[1:]
@@ -267,22 +341,45 @@ SYSTEM_PROMPT = (
 class OpenAITranslator(Translator):
     backend = "openai"
 
-    def __init__(self, model: str = DEFAULT_OPENAI_MODEL, base_url: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, max_retries: int = 5,
-                 timeout: float = 120.0, max_length: int = 512, temperature: float = 0.0, batch_size: int = 64,
-                 backoff: float = 1.0):
+    def __init__(
+        self,
+        model: str = DEFAULT_OPENAI_MODEL,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 120.0,
+        max_length: int = 512,
+        temperature: float = 0.0,
+        batch_size: int = 64,
+        backoff: float = 1.0,
+    ):
         from langshift.llm_client import ChatClient
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.model, self.base_url, self.max_length, self.temperature = model, base_url, max_length, temperature
+        self.model, self.base_url, self.max_length, self.temperature = (
+            model,
+            base_url,
+            max_length,
+            temperature,
+        )
         self.batch_size = batch_size
-        self.client = ChatClient(base_url=base_url, model=model, api_key_env=api_key_env, timeout=timeout,
-                                 max_retries=max_retries, concurrency=concurrency, backoff=backoff)
+        self.client = ChatClient(
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            concurrency=concurrency,
+            backoff=backoff,
+        )
 
     @property
     def identity(self) -> str:
         prompt = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:8]
-        return f"openai|{self.base_url}|{self.model}|t={self.temperature}|max={self.max_length}|prompt={prompt}"
+        return (
+            f"openai|{self.base_url}|{self.model}|t={self.temperature}|max={self.max_length}|prompt={prompt}"
+        )
 
     def describe(self) -> dict:
         return {**super().describe(), "base_url": self.base_url, "usage": self.client.usage.as_dict()}
@@ -292,15 +389,19 @@ class OpenAITranslator(Translator):
         system = SYSTEM_PROMPT.format(src=s.name, tgt=t.name, native=t.native_name)
         convs = [[{"role": "system", "content": system}, {"role": "user", "content": x}] for x in texts]
         replies = self.client.chat_many(convs, temperature=self.temperature, max_tokens=self.max_length)
-        return [clean_llm_translation(r, x, t) for r, x in zip(replies, texts)]
+        return [clean_llm_translation(r, x, t) for r, x in zip(replies, texts, strict=True)]
 
 
 def clean_llm_translation(reply: str, source: str, tgt: Language) -> str:
     """Strip what chat models wrap around a translation: a 'Swahili:'/'Translation:' label, and quotes
     the source did not have."""
     out = reply.strip()
-    out = re.sub(rf"^(?:translation|{re.escape(tgt.name)}|{re.escape(tgt.native_name)})\s*(?:\([^)]*\))?\s*:\s*",
-                 "", out, flags=re.IGNORECASE)
+    out = re.sub(
+        rf"^(?:translation|{re.escape(tgt.name)}|{re.escape(tgt.native_name)})\s*(?:\([^)]*\))?\s*:\s*",
+        "",
+        out,
+        flags=re.IGNORECASE,
+    )
     for q1, q2 in (('"', '"'), ("“", "”"), ("'", "'")):
         if len(out) >= 2 and out[0] == q1 and out[-1] == q2 and not source.strip().startswith(q1):
             out = out[1:-1].strip()
@@ -317,5 +418,7 @@ class PrecomputedTranslator(Translator):
     model = "precomputed"
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
-        raise RuntimeError("the precomputed translator translates nothing: the rows must hold "
-                           "tgt_prompt/tgt_response (or translations[lang])")
+        raise RuntimeError(
+            "the precomputed translator translates nothing: the rows must hold "
+            "tgt_prompt/tgt_response (or translations[lang])"
+        )
