@@ -10,11 +10,28 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from langshift.eval.belebele import choices, encode_pair, evaluate_belebele, load_belebele, render_prompt
+from langshift.eval.belebele import (
+    choices,
+    encode_pair,
+    evaluate_belebele,
+    load_belebele,
+    pack_group,
+    render_prompt,
+)
 from langshift.files import InputError, read_jsonl
 from langshift.models import load
 
 sys.path.insert(0, str(Path(__file__).parent / "lm_eval_tasks"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one thread: on a shared CPU, OpenMP barriers dominate small matmuls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 PASSAGES = {
     "eng_Latn": [
@@ -130,6 +147,26 @@ def test_shared_context_equals_naive_scoring(family, lang, data_file, tiny_llama
     p = sum(correct) / len(correct)
     assert result["n"] == 6 and result["accuracy"] == pytest.approx(p)
     assert result["stderr"] == pytest.approx((p * (1 - p) / (len(correct) - 1)) ** 0.5)
+
+
+def test_passage_is_computed_once_per_group(tiny, data_file):
+    """A passage's three questions and their 4 labels: one packed row, the passage in it once."""
+    _, tok = tiny
+    items = [i for i in load_belebele(data_file, "ko") if i["passage"] == PASSAGES["kor_Hang"][0]]
+    group = []
+    for item in items:
+        pairs = [encode_pair(tok, render_prompt(item, "ko"), c) for c in choices("ko")]
+        group.append((pairs[0][0], [cont for _, cont in pairs]))
+    row = pack_group(group)
+    contexts = [c for c, _ in group]
+    shared = row["seg"].count(0)
+    assert shared > len(contexts[0]) // 2  # the passage (and "질문:") is the shared prefix...
+    assert (
+        all(c[:shared] == contexts[0][:shared] for c in contexts) and len({c[shared] for c in contexts}) > 1
+    )
+    labels = sum(len(c) - 1 for _, cs in group for c in cs)  # ...and appears once in the row
+    assert len(row["tokens"]) == shared + sum(len(c) - shared for c in contexts) + labels
+    assert len(row["reads"]) == sum(len(c) for _, cs in group for c in cs)  # one read per label token
 
 
 def test_batch_size_does_not_change_scores(tiny, data_file):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from langshift.eval.generate import generate_responses
@@ -13,6 +14,15 @@ from langshift.models import chat_format, load
 
 PROMPTS = [{"id": f"p{i}", "prompt": "Explain why the sky is blue." + " Please." * i} for i in range(5)]
 KW = dict(max_new_tokens=8, batch_size=2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one thread: on a shared CPU, OpenMP barriers dominate small matmuls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

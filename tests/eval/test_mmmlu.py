@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from langshift.eval.mmmlu import (
@@ -31,6 +32,15 @@ SUBJECTS = [
     "college_physics",
     "prehistory",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one thread: on a shared CPU, OpenMP barriers dominate small matmuls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def mmmlu_rows() -> list[dict]:

@@ -21,11 +21,13 @@ length bias to normalise. Tokenisation follows lm-eval too: continuation tokens 
 
 Sharing the context (`score_groups`): a question's four continuations share its context, and the
 questions about one passage share the passage (BELEBELE has 900 questions on 488 passages), so
-each shared piece is run once and its KV cache reused: passage prefix → question suffix → label.
-Only the logits at each context's last position are projected onto the vocabulary; they score every
-single-token continuation at once. Per-item log-likelihoods equal scoring each option separately
-(up to float rounding), and lm-eval's (tests/eval/test_belebele.py). Accuracy comes with the
-standard error of the mean over items.
+each shared piece is computed once: a passage, its questions and their labels are packed into one
+sequence under a tree attention mask (passage → question → label), one forward per batch. Only
+the logits at each context's last position (and inside multi-token labels) are projected onto the
+vocabulary; the last-position logits score every single-token label at once. Per-item
+log-likelihoods equal those of scoring each option separately (up to float rounding) and lm-eval's
+(tests/eval/test_belebele.py). Accuracy comes with the standard error of the mean over items.
+Per-item rows are written at the end (no resume: this pass is minutes, not hours).
 """
 
 from __future__ import annotations
@@ -134,18 +136,6 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 # ---------------------------------------------------------------------------------------- scoring
 
 
-def _right_pad(seqs: list[list[int]], pad_id: int, device) -> torch.Tensor:
-    out = torch.full((len(seqs), max(1, max(len(s) for s in seqs))), pad_id, dtype=torch.long, device=device)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long, device=device)
-    return out
-
-
-def _valid(lens: torch.Tensor, width: int) -> torch.Tensor:
-    """Attention mask of right-padded rows: 1 on the first `lens[i]` positions."""
-    return (torch.arange(width, device=lens.device)[None] < lens[:, None]).long()
-
-
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs)
     for t in range(n):
@@ -154,89 +144,99 @@ def _common_prefix(seqs: list[list[int]]) -> int:
     return n
 
 
+def pack_group(group: list[tuple[list[int], list[list[int]]]]) -> dict:
+    """One sequence holding a group's shared prefix, each context's suffix and each continuation.
+
+    Layout and segments (a tree; a token sees the earlier tokens of its own segment and of its
+    segment's ancestors, nothing else):
+
+        [prefix | suffix_1 | cont_1,1[:-1] ... cont_1,K[:-1] | suffix_2 | cont_2,1[:-1] ... ]
+           0        1         children of 1                     2          children of 2
+
+    Positions restart at each branch, so every token has the position it would have in
+    `context + continuation`. `reads` lists (index in the row, member, option, token t): the logits at
+    that index predict token t of that continuation. A single-token continuation adds no tokens; it
+    is read off its context's last position.
+    """
+    contexts = [ctx for ctx, _ in group]
+    P = min(_common_prefix(contexts), min(len(c) for c in contexts) - 1)  # >= 1 suffix token each
+    tokens, pos, seg, parent, reads = list(contexts[0][:P]), list(range(P)), [0] * P, [-1], []
+    for m, (ctx, conts) in enumerate(group):
+        s = len(parent)
+        parent.append(0)
+        tokens += ctx[P:]
+        pos += range(P, len(ctx))
+        seg += [s] * (len(ctx) - P)
+        last = len(tokens) - 1
+        for k, cont in enumerate(conts):
+            c = len(parent)
+            parent.append(s)
+            reads += [(last, m, k, 0)] + [(len(tokens) + t - 1, m, k, t) for t in range(1, len(cont))]
+            tokens += cont[:-1]
+            pos += range(len(ctx), len(ctx) + len(cont) - 1)
+            seg += [c] * (len(cont) - 1)
+    return {"tokens": tokens, "pos": pos, "seg": seg, "parent": parent, "reads": reads}
+
+
+def _tree_mask(rows: list[dict], width: int, dtype, device) -> torch.Tensor:
+    """Additive (B, 1, T, T) mask: 0 where a token may attend (causal and same branch), -inf-like else.
+
+    Padding is its own segment that sees only padding, so no row of the mask is empty.
+    """
+    allowed = torch.zeros(len(rows), width, width, dtype=torch.bool)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    for b, row in enumerate(rows):
+        n_seg = len(row["parent"]) + 1  # last one: padding
+        sees = torch.eye(n_seg, dtype=torch.bool)  # sees[s, a]: segment s sees segment a (an ancestor)
+        for s in range(n_seg - 1):
+            a = row["parent"][s]
+            while a >= 0:
+                sees[s, a] = True
+                a = row["parent"][a]
+        seg = torch.tensor(row["seg"] + [n_seg - 1] * (width - len(row["seg"])))
+        allowed[b] = sees[seg[:, None], seg[None, :]] & causal
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None].to(device)
+
+
 def score_groups(
     model, groups: list[list[tuple[list[int], list[list[int]]]]], pad_id: int = 0
 ) -> list[list[list[float]]]:
-    """log p(continuation | context) for each (context, K continuations) of each group, in one batch.
+    """log p(continuation | context) for each (context, K continuations) of each group: one forward.
 
-    Three levels of sharing, each run once:
-      1. the token prefix common to a group's contexts (BELEBELE: a passage's questions share
-         "Passage: <passage>\nQuestion:") -- one row per group;
-      2. each context's own suffix, on the group's KV cache -- one row per context; only the logits
-         at the context's last position are projected onto the vocabulary (`logits_to_keep`),
-         and they score the first token of all K continuations;
-      3. continuations longer than one token (e.g. " 가)"): the rest, on the cache repeated K times.
-    Rows are right-padded; later calls mask the padding inside the cache and pass explicit
-    positions, so each token sees exactly its own context.
+    Each group becomes one packed row (`pack_group`): the prefix shared by its contexts (BELEBELE:
+    a passage's questions share "Passage: <passage>\nQuestion:") is computed once, each context's
+    own suffix once, and the continuations ride along under a tree attention mask. Only the logits
+    at the positions in `reads` are projected onto the vocabulary (`logits_to_keep`).
     """
     dev = model.device
-    members = [(g, ctx, conts) for g, group in enumerate(groups) for ctx, conts in group]
-    K = len(members[0][2])
-    multi = max(len(c) for _, _, conts in members for c in conts) > 1
-    rows = torch.tensor([g for g, _, _ in members], device=dev)
-
-    # 1. group prefixes (at least one token of every context is left for step 2)
-    plen = torch.tensor(
-        [min(_common_prefix([c for c, _ in grp]), min(len(c) for c, _ in grp) - 1) for grp in groups],
-        device=dev,
-    )
-    cache, prefix_mask = None, torch.zeros(len(members), 0, dtype=torch.long, device=dev)
-    if int(plen.max()) > 0:
-        prefix = _right_pad(
-            [grp[0][0][:p] for grp, p in zip(groups, plen.tolist(), strict=True)], pad_id, dev
-        )
-        cache = model(
-            input_ids=prefix,
-            use_cache=True,
-            **_keep(model, torch.zeros(len(groups), 1, dtype=torch.long, device=dev)),
-        ).past_key_values
-        cache.batch_select_indices(rows)
-        prefix_mask = _valid(plen, prefix.shape[1])[rows]
-
-    # 2. context suffixes; logits at each context's last token only
-    slen = torch.tensor([len(ctx) for _, ctx, _ in members], device=dev) - plen[rows]
-    suffix = _right_pad(
-        [ctx[p:] for (_, ctx, _), p in zip(members, plen[rows].tolist(), strict=True)], pad_id, dev
-    )
-    mask = torch.cat([prefix_mask, torch.ones_like(suffix)], dim=1)
-    pos = plen[rows][:, None] + torch.arange(suffix.shape[1], device=dev)[None]
-    out = model(
-        input_ids=suffix,
-        attention_mask=mask,
-        position_ids=pos,
-        past_key_values=cache,
-        use_cache=multi,
-        **_keep(model, (slen - 1)[:, None]),
-    )
-    last = out.logits[:, -1] if out.logits.shape[1] == 1 else out.logits[torch.arange(len(members)), slen - 1]
-    first = torch.log_softmax(last.float(), dim=-1)  # (members, V): log p(first continuation token)
-    scores = [[float(first[m, conts[k][0]]) for k in range(K)] for m, (_, _, conts) in enumerate(members)]
-
-    # 3. remaining continuation tokens on the context cache repeated K times
-    if multi:
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(K)
-        flat = [c for _, _, conts in members for c in conts]
-        cont = _right_pad([c[:-1] for c in flat], pad_id, dev)
-        mask = torch.cat([prefix_mask, _valid(slen, suffix.shape[1])], dim=1)
-        mask = torch.cat([mask.repeat_interleave(K, 0), torch.ones_like(cont)], dim=1)
-        start = (plen[rows] + slen).repeat_interleave(K)  # position of each continuation's first token
-        pos = start[:, None] + torch.arange(cont.shape[1], device=dev)[None]
-        logits = model(input_ids=cont, attention_mask=mask, position_ids=pos, past_key_values=cache).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        for r, c in enumerate(flat):
-            for t in range(1, len(c)):
-                scores[r // K][r % K] += float(logp[r, t - 1, c[t]])
-
-    it = iter(scores)
-    return [[next(it) for _ in group] for group in groups]
-
-
-def _keep(model, positions: torch.Tensor) -> dict:
-    """`logits_to_keep` at the given per-row positions when the model supports it."""
+    rows = [pack_group(group) for group in groups]
+    width = max(len(r["tokens"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros(len(rows), width, dtype=torch.long)
+    n_reads = max(len({i for i, *_ in r["reads"]}) for r in rows)
+    keep = torch.zeros(len(rows), n_reads, dtype=torch.long)  # row positions whose logits we need
+    for b, r in enumerate(rows):
+        ids[b, : len(r["tokens"])] = torch.tensor(r["tokens"])
+        pos[b, : len(r["pos"])] = torch.tensor(r["pos"])
+        r["slot"] = {i: j for j, i in enumerate(sorted({i for i, *_ in r["reads"]}))}
+        keep[b, : len(r["slot"])] = torch.tensor(sorted(r["slot"]))
+    mask = _tree_mask(rows, width, model.dtype, dev)
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        return {"logits_to_keep": positions}
-    return {}
+        logits = model(
+            input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev), logits_to_keep=keep.to(dev)
+        ).logits
+    else:  # models without logits_to_keep: all positions, then the same selection
+        logits = model(input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev)).logits
+        logits = torch.take_along_dim(logits, keep.to(dev)[..., None], dim=1)
+    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+    out = []
+    for b, (group, r) in enumerate(zip(groups, rows, strict=True)):
+        scores = [[0.0] * len(conts) for _, conts in group]
+        for i, m, k, t in r["reads"]:
+            scores[m][k] += float(logp[b, r["slot"][i], group[m][1][k][t]])
+        out.append(scores)
+    return out
 
 
 def score_requests(
