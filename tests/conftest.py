@@ -11,10 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models make tiny matmuls: a second thread only adds synchronisation (and, on a shared CPU,
+# spin-waiting that slows tests several-fold).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
