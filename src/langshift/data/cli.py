@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import typer
 
-from langshift.files import InputError
+from langshift.cli_support import user_errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
-def _user_errors(fn):
-    """Bad input -> one readable line (file:line: field 'x': ...) and exit code 2, not a traceback."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (InputError, ValueError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 @app.command()
-@_user_errors
+@user_errors
 def english(
     source: str = typer.Option("oasst1", help="oasst1 | oasst1:PATH | jsonl:PATH | hf:NAME"),
     n: int = typer.Option(6400, help="How many pairs (paper: 6,400)."),
@@ -63,7 +51,7 @@ def english(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def translate(
     in_: str = typer.Option(..., "--in", help="English rows JSONL (from `data english`), or 'demo'."),
     lang: str = typer.Option(..., help="Target language (sw, de, zh, ko, id, yo, ...)."),
@@ -128,7 +116,7 @@ def translate(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def convert(
     model: str = typer.Option(..., help="transformers translator (hub id or dir)."),
     out: Path = typer.Option(..., help="CTranslate2 output directory."),

@@ -6,29 +6,18 @@ one OUT directory, their results are merged there under `results[task][lang]`.
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
 import typer
 
+from langshift.cli_support import user_errors
 from langshift.files import InputError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
-def _user_errors(fn):
-    """Bad input -> one readable line (file:line: field 'x': ...) and exit code 2, not a traceback."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (InputError, ValueError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _load(model: str, gguf_file: str | None, dtype: str | None, device: str | None):
@@ -51,7 +40,7 @@ def save_results(out: Path, task: str, lang: str, model: str, result: dict) -> P
 
 
 @app.command()
-@_user_errors
+@user_errors
 def belebele(
     model: str = typer.Option("smollm2", help="Hub id, local dir, .gguf file, or 'smollm2' (embedded)."),
     gguf_file: str = typer.Option(None, help="GGUF file inside --model (a hub repo or directory)."),
@@ -81,7 +70,7 @@ def belebele(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def mmmlu(
     model: str = typer.Option("smollm2", help="Hub id, local dir, .gguf file, or 'smollm2' (embedded)."),
     gguf_file: str = typer.Option(None, help="GGUF file inside --model (a hub repo or directory)."),
@@ -132,7 +121,7 @@ def mmmlu(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def generate(
     model: str = typer.Option("smollm2", help="Hub id, local dir, .gguf file, or 'smollm2' (embedded)."),
     gguf_file: str = typer.Option(None),
@@ -192,7 +181,7 @@ def generate(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def fidelity(
     responses: Path = typer.Option(..., help='JSONL of {"prompt", "response"} lines (an "id" is optional).'),
     lang: str = typer.Option(..., help="The language the responses should be in."),
@@ -215,7 +204,7 @@ def fidelity(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def alpaca(
     a: Path = typer.Option(
         ..., help="Model A's responses: JSONL {id, prompt, response} or alpaca_eval JSON."
@@ -292,7 +281,7 @@ def alpaca(
 
 
 @app.command("run")
-@_user_errors
+@user_errors
 def run_suite(
     config: Path = typer.Option(
         None, help="YAML/JSON with EvalConfig fields; options given here override it."

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from langshift.files import InputError
+from langshift.cli_support import user_errors
 from langshift.train.config import TrainConfig
 
 
+@user_errors
 def train(
     method: str = typer.Option(None, help="clo | sft | sft-eng | sft-tgt | dpo | sft+dpo"),
     model: str = typer.Option(None, help="Hub id, local dir, .gguf file, or 'smollm2' (embedded default)."),
@@ -38,12 +39,8 @@ def train(
     given = {k: v for k, v in locals().items() if v is not None and k != "config"}
     if "report_to" in given:
         given["report_to"] = [s.strip() for s in given["report_to"].split(",")]
-    try:
-        cfg = TrainConfig.load(config, given) if config else TrainConfig.from_dict(given, source="command line")
-        from langshift.train.recipe import train as run_training
+    cfg = TrainConfig.load(config, given) if config else TrainConfig.from_dict(given, source="command line")
+    from langshift.train.recipe import train as run_training
 
-        out_dir = run_training(cfg)
-    except InputError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    out_dir = run_training(cfg)
     typer.echo(f"model written to {out_dir}")

@@ -1,0 +1,23 @@
+"""What every `langshift` subcommand shares: bad input becomes one located line and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+
+import typer
+
+from langshift.files import InputError
+
+
+def user_errors(fn):
+    """Bad input -> one readable line (file:line: field 'x': ...) and exit code 2, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
