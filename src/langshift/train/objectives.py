@@ -70,8 +70,10 @@ def clo_loss(policy: Tensor, ref: Tensor, n_tok: Tensor, *, lam: float = 0.5, be
     loss = lam * l_sft + (1 - lam) * l_cl
     metrics = {"nll": l_sft.detach(), "cl": l_cl.detach(), "nll_en": nll(en_w, n_tok[:, 0]).detach()}
     with torch.no_grad():
-        for side, (w, l, rw, rl) in {"en": (en_w, en_l, ref_en_w, ref_en_l), "tgt": (t_w, t_l, ref_t_w, ref_t_l)}.items():
-            metrics.update({f"{side}/{k}": v for k, v in pair_stats(w, l, rw, rl, beta).items()})
+        sides = {"en": (en_w, en_l, ref_en_w, ref_en_l), "tgt": (t_w, t_l, ref_t_w, ref_t_l)}
+        for side, (chosen, rejected, ref_chosen, ref_rejected) in sides.items():
+            stats = pair_stats(chosen, rejected, ref_chosen, ref_rejected, beta)
+            metrics.update({f"{side}/{k}": v for k, v in stats.items()})
     return loss, metrics
 
 

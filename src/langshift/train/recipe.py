@@ -26,7 +26,14 @@ from langshift.train.logps import install_logps_forward
 from langshift.train.objectives import METHODS, PIPELINES
 from langshift.train.params import select_trainable, trainable_summary
 from langshift.train.reference import ReferenceCache, model_fingerprint, reference_logps
-from langshift.train.trainer import LangshiftTrainer, MetricsFile, UnitCollator, UnitDataset, build_units, frozen_copy
+from langshift.train.trainer import (
+    LangshiftTrainer,
+    MetricsFile,
+    UnitCollator,
+    UnitDataset,
+    build_units,
+    frozen_copy,
+)
 
 
 def split_records(records: list[Record], val_size: float, seed: int) -> tuple[list[Record], list[Record]]:

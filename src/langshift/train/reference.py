@@ -69,7 +69,7 @@ def reference_logps(model, seqs: list[Sequence], cache: ReferenceCache, *, pad_i
     model_key = model_fingerprint(model)
     keys = [sequence_key(s) for s in seqs]
     have = cache.get(model_key, sorted(set(keys)))
-    todo = sorted({k: s for k, s in zip(keys, seqs) if k not in have}.items(), key=lambda kv: len(kv[1].ids))
+    todo = sorted({k: s for k, s in zip(keys, seqs, strict=False) if k not in have}.items(), key=lambda kv: len(kv[1].ids))
     lm = _causal_lm(model)
     was_training = lm.training
     lm.eval()
@@ -83,7 +83,7 @@ def reference_logps(model, seqs: list[Sequence], cache: ReferenceCache, *, pad_i
         chunk = todo[i:i + n]
         batch = {k: v.to(device) for k, v in pad_batch([s for _, s in chunk], pad_id).items()}
         logps, _ = completion_logps(lm, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-        values = {k: float(v) for (k, _), v in zip(chunk, logps.cpu().tolist())}
+        values = {k: float(v) for (k, _), v in zip(chunk, logps.cpu().tolist(), strict=False)}
         cache.put(model_key, values)
         have.update(values)
         bar.update(len(chunk))

@@ -148,7 +148,7 @@ class LangshiftTrainer(Trainer):
         keys = sorted(metrics)
         values = torch.stack([metrics[k].float().reshape(()) for k in keys])
         values = self.accelerator.gather_for_metrics(values[None]).reshape(-1, len(keys))
-        for key, col in zip(keys, values.nanmean(0).tolist()):
+        for key, col in zip(keys, values.nanmean(0).tolist(), strict=False):
             if not math.isnan(col):
                 self._metrics[split][key].append(col)
 
