@@ -1,0 +1,497 @@
+"""Time and peak memory of a CLO optimizer step against TRL's DPOTrainer and our SFT, per record.
+
+    python bench/train_step.py                      # SmolLM2-135M (embedded), 32 sw records, 2 steps each
+    python bench/train_step.py --model DIR --records 16 --steps 2 --contenders clo,trl-dpo
+    python bench/train_step.py --contenders clo,clo-mb2,clo-gc,trl-dpo,trl-dpo-nogc,sft
+
+Same model, data, machine and run for every contender; each runs in its own fresh subprocess:
+  clo      our engine, `--method clo`: 8 records (32 sequences) per optimizer step. Its time includes
+           encoding and the reference pre-pass (no-grad, into an empty cache) over the trained records.
+  trl-dpo  TRL `DPOTrainer` on the doubled triplets (x_en, y_en, y_t) and (x_t, y_t, y_en): 16 pairs
+           = 32 sequences per optimizer step, configured as a user would: TRL defaults (its reference
+           = a second copy of the model loaded from the same dir, gradient checkpointing on), plus
+           fp32 on CPU, lr 5e-5, the same frozen parameters (select_trainable(model, "attention")).
+  trl-dpo-nogc  the same with gradient_checkpointing=False (optional; for a like-for-like reading).
+  sft      our engine, `--method sft` (y_en|x_en and y_t|x_t units): 8 records = 16 sequences per step.
+  clo-gc, clo-mb2, clo-gc-mb2, ...  variants of our step (optional): activation checkpointing of the
+           decoder layers (`-gc`), N records per forward with gradient accumulation (`-mbN`).
+Wall time is the headline; process CPU time (all threads) is reported too, since it is less
+sensitive to other jobs on a shared machine. The sequences are token-identical across contenders (checked for TRL). Timed: trainer.train() for
+`--steps` optimizer steps (plus, for ours, the reference pre-pass); not timed: imports, model load,
+TRL's dataset tokenization (all in TRL's favour or neutral). Memory: peak RSS of the worker after
+imports (VmHWM reset through /proc/self/clear_refs, or ru_maxrss) minus its RSS just before the
+model loads = what the job itself holds: models, optimizer, activations.
+
+MFU (model FLOPs utilization) of the CLO step, N = parameters (tied embeddings once), N_t = trainable
+ones, T = real (unpadded) tokens of the trained sequences, peak = best 2*n^3/t of an fp32 n x n
+torch.matmul measured in this run with the same threads:
+    model FLOPs = (2N + 2N + 2N_t) * T   [policy forward + input-gradient backward + weight gradients]
+                + 2N * T                 [reference pre-pass forward]
+    mfu = model FLOPs / (time of the CLO worker's timed part) / peak
+`mfu_6nt` is the common 6*N*T convention (as if all parameters trained, no reference pass).
+Ends with one JSON line. About 10-12 min on 2 idle cores with the defaults (2 steps per contender).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "src" / "langshift" / "data" / "demo"
+CONTENDERS = ("clo", "trl-dpo", "sft")
+BATCH = 8  # records per optimizer step (the paper's batch)
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM (Linux >= 4.0) so the peak counts from now on; False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+def build_records(n: int, seed: int):
+    """`n` sw records from the demo seeds (fixed-seed sample), or synthetic ones when absent."""
+    from langshift.records import Record
+
+    rows = []
+    for name in ("seed_a.jsonl", "seed_b.jsonl"):
+        if (DEMO / name).is_file():
+            rows += [json.loads(line) for line in (DEMO / name).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "sw" in r.get("translations", {})]
+    records = [
+        Record(
+            str(r["id"]),
+            "sw",
+            r["en_prompt"],
+            r["en_response"],
+            r["translations"]["sw"]["prompt"],
+            r["translations"]["sw"]["response"],
+        )
+        for r in rows
+    ]
+    rng = random.Random(seed)
+    rng.shuffle(records)
+    while len(records) < n:  # no demo data: plain synthetic records, a few sentences each
+        i = len(records)
+        en = " ".join(
+            f"Sentence {j} of answer {i} explains one more point about topic {i}." for j in range(4)
+        )
+        sw = " ".join(
+            f"Sentensi {j} ya jibu {i} inaeleza jambo moja zaidi kuhusu mada {i}." for j in range(4)
+        )
+        records.append(
+            Record(f"syn-{i}", "sw", f"Explain topic {i} briefly.", en, f"Eleza mada {i} kwa ufupi.", sw)
+        )
+    return records[:n]
+
+
+# ----------------------------------------------------------------------------------------- workers
+
+
+def _training_args(
+    method_name: str,
+    out: Path,
+    per_device_units: int,
+    grad_accum: int,
+    steps: int,
+    lr: float,
+    checkpointing: bool,
+):
+    """The engine's own TrainingArguments, without evaluation and checkpoints (not part of a step)."""
+    import dataclasses
+
+    from langshift.train.config import TrainConfig
+    from langshift.train.recipe import _training_args
+
+    cfg = TrainConfig(method=method_name, data="-", max_steps=steps, lr=lr, progress=False)
+    args = _training_args(cfg, method_name, out, per_device_units, grad_accum, steps)
+    extra = {"activation_checkpointing": True} if checkpointing else {}
+    return dataclasses.replace(
+        args,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_steps=1,
+        disable_tqdm=True,
+        **extra,
+    )
+
+
+def variant(name: str) -> tuple[str, int, bool]:
+    """'clo-gc-mb2' -> (method "clo", 2 records per forward, activation checkpointing on)."""
+    parts = name.split("-")
+    micro = next((int(p[2:]) for p in parts if p.startswith("mb") and p[2:].isdigit()), BATCH)
+    if BATCH % micro:
+        raise SystemExit(f"{name}: micro-batch {micro} must divide the batch of {BATCH} records")
+    return parts[0], micro, "gc" in parts
+
+
+def run_ours(plan: dict) -> dict:
+    from langshift import models
+    from langshift.records import load_records
+    from langshift.train.encode import Encoder
+    from langshift.train.logps import install_logps_forward
+    from langshift.train.objectives import METHODS
+    from langshift.train.params import select_trainable, trainable_summary
+    from langshift.train.reference import ReferenceCache, reference_logps
+    from langshift.train.trainer import LangshiftTrainer, UnitCollator, UnitDataset, build_units
+
+    method_name, micro, checkpointing = variant(plan["contender"])
+    method = METHODS[method_name]
+    spec = models.resolve_model(plan["model"])
+    tok = models.load_tokenizer(spec)
+    records = load_records(plan["data"])
+    base = rss_kb()
+    exact = reset_peak()
+    model = models.load_model(spec, dtype="float32")
+    encoder = Encoder(tok, models.chat_format(tok), plan["max_length"])
+    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite")  # empty: the pass is timed
+
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def ref_fn(seqs):
+        return reference_logps(model, seqs, cache, pad_id=tok.pad_token_id, progress=False)
+
+    units = build_units(records, encoder, method, ref_fn if method.needs_ref else None)
+    t_ref = time.perf_counter() - t0
+    model = select_trainable(model, "attention")
+    args = _training_args(
+        method.name,
+        Path(plan["work"]) / plan["contender"],
+        micro * method.units_per_record,
+        BATCH // micro,
+        plan["steps"],
+        plan["lr"],
+        checkpointing,
+    )
+    install_logps_forward(model)
+    trainer = LangshiftTrainer(
+        model=model,
+        args=args,
+        train_dataset=UnitDataset(units),
+        data_collator=UnitCollator(tok.pad_token_id),
+        processing_class=tok,
+        method=method,
+        lam=0.5,
+        beta=0.1,
+        nll_on="target",
+    )
+    t1 = time.perf_counter()
+    trainer.train()
+    t_train = time.perf_counter() - t1
+    cpu = time.process_time() - c0
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    share = trainable_summary(model)
+    return {
+        "time_s": t_ref + t_train,
+        "cpu_s": cpu,
+        "ref_s": t_ref,
+        "train_s": t_train,
+        "steps": trainer.state.global_step,
+        "peak_delta_mb": (peak_kb() - base) / 1024,
+        "peak_mb": peak_kb() / 1024,
+        "base_mb": base / 1024,
+        "peak_exact": exact,
+        "losses": losses,
+        "params": share["total"],
+        "trainable": share["trainable"],
+        "tokens": sum(len(s.ids) for u in units for s in u.seqs),
+        "sequences": sum(len(u.seqs) for u in units),
+    }
+
+
+def run_trl(plan: dict) -> dict:
+    import datasets
+    import torch
+    from trl import DPOConfig, DPOTrainer
+
+    from langshift import models
+    from langshift.records import load_records
+    from langshift.train.encode import Encoder
+    from langshift.train.params import select_trainable, trainable_summary
+
+    spec = models.resolve_model(plan["model"])
+    tok = models.load_tokenizer(spec)
+    fmt = models.chat_format(tok)
+    records = load_records(plan["data"])
+    rows, ours = [], []  # the doubled triplets, and our sequences for the same pairs
+    encoder = Encoder(tok, fmt, plan["max_length"])
+    for r in records:
+        enc = encoder.encode(r)
+        rows.append(
+            {
+                "prompt": fmt.prompt_text(tok, r.en_prompt),
+                "chosen": r.en_response + fmt.end,
+                "rejected": r.tgt_response + fmt.end,
+            }
+        )
+        rows.append(
+            {
+                "prompt": fmt.prompt_text(tok, r.tgt_prompt),
+                "chosen": r.tgt_response + fmt.end,
+                "rejected": r.en_response + fmt.end,
+            }
+        )
+        ours += [(enc["en_chosen"], enc["en_rejected"]), (enc["tgt_chosen"], enc["tgt_rejected"])]
+    base = rss_kb()
+    exact = reset_peak()
+    model = models.load_model(spec, dtype="float32")
+    model = select_trainable(model, "attention")
+    args = DPOConfig(
+        output_dir=str(Path(plan["work"]) / plan["contender"]),
+        per_device_train_batch_size=2 * BATCH,
+        gradient_accumulation_steps=1,
+        max_steps=plan["steps"],
+        learning_rate=plan["lr"],
+        beta=0.1,
+        lr_scheduler_type="cosine",
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+        max_length=plan["max_length"],
+        gradient_checkpointing=plan["contender"] != "trl-dpo-nogc",
+    )
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok
+    )
+    same = len(trainer.train_dataset) == len(ours) and all(
+        row["prompt_ids"] + row["chosen_ids"] == w.ids and row["prompt_ids"] + row["rejected_ids"] == rej.ids
+        for row, (w, rej) in zip(trainer.train_dataset, ours, strict=False)
+    )
+    t1, c1 = time.perf_counter(), time.process_time()
+    trainer.train()
+    t_train = time.perf_counter() - t1
+    cpu = time.process_time() - c1
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    grad_norms = [h.get("grad_norm") for h in trainer.state.log_history if "loss" in h]
+    share = trainable_summary(model)
+    return {
+        "time_s": t_train,
+        "cpu_s": cpu,
+        "ref_s": 0.0,
+        "train_s": t_train,
+        "steps": trainer.state.global_step,
+        "peak_delta_mb": (peak_kb() - base) / 1024,
+        "peak_mb": peak_kb() / 1024,
+        "base_mb": base / 1024,
+        "peak_exact": exact,
+        "losses": losses,
+        "grad_norms": grad_norms,
+        "params": share["total"],
+        "trainable": share["trainable"],
+        "same_token_ids": same,
+        "has_ref_model": trainer.ref_model is not None,
+        "gradient_checkpointing": bool(args.gradient_checkpointing),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run_matmul(plan: dict) -> dict:
+    import torch
+
+    n, best = plan["matmul_n"], float("inf")
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)  # warm-up
+    for _ in range(plan["matmul_reps"]):
+        t = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t)
+    return {"peak_flops": 2 * n**3 / best, "n": n, "best_s": best, "threads": torch.get_num_threads()}
+
+
+WORKERS = {
+    "clo": run_ours,
+    "sft": run_ours,
+    "trl-dpo": run_trl,
+    "trl-dpo-nogc": run_trl,
+    "matmul": run_matmul,
+}
+
+
+def worker_fn(name: str):
+    return WORKERS.get(name) or (run_ours if variant(name)[0] in ("clo", "sft") else None)
+
+
+def worker(name: str, plan_path: str) -> None:
+    import torch
+
+    plan = json.loads(Path(plan_path).read_text())
+    if plan.get("threads"):
+        torch.set_num_threads(plan["threads"])
+    torch.manual_seed(0)
+    result = worker_fn(name)({**plan, "contender": name})
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def spawn(name: str, plan_path: Path, verbose: bool) -> dict:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TQDM_DISABLE": "1",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", name, "--plan", str(plan_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if verbose or proc.returncode:
+        sys.stderr.write(proc.stderr[-6000:])
+    if proc.returncode:
+        raise SystemExit(f"{name} worker failed with exit code {proc.returncode}")
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("RESULT "))
+    return {**json.loads(line[len("RESULT ") :]), "wall_s": time.perf_counter() - t}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2", help="'smollm2' (embedded SmolLM2-135M) or a model dir")
+    ap.add_argument("--records", type=int, default=32, help="records built; the first steps*8 are trained on")
+    ap.add_argument("--steps", type=int, default=2, help="optimizer steps per contender (8 records each)")
+    ap.add_argument("--max-length", type=int, default=1024)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
+    ap.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"of {CONTENDERS + ('trl-dpo-nogc',)}, or clo/sft variants: -gc, -mbN (e.g. clo-gc-mb2)",
+    )
+    ap.add_argument("--matmul-n", type=int, default=2048)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--plan", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a.worker, a.plan)
+
+    from langshift import models
+    from langshift.records import save_records
+
+    contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    if "clo" not in contenders or not all(c != "matmul" and worker_fn(c) for c in contenders):
+        raise SystemExit(
+            f"--contenders must include clo and come from {CONTENDERS + ('trl-dpo-nogc',)}, or be "
+            "clo/sft variants such as clo-gc (activation checkpointing), clo-mb2 (2 records per forward)"
+        )
+    n_train = a.steps * BATCH
+    if a.records < n_train:
+        raise SystemExit(f"--records {a.records} < --steps {a.steps} x {BATCH} records per step")
+    model_dir = models.resolve_model(a.model).path  # converts the embedded GGUF once, outside the timings
+    with tempfile.TemporaryDirectory(prefix="bench-train-step-") as work:
+        data = save_records(Path(work) / "records.jsonl", build_records(a.records, a.seed)[:n_train])
+        plan = {
+            "model": model_dir,
+            "data": str(data),
+            "work": work,
+            "steps": a.steps,
+            "lr": a.lr,
+            "max_length": a.max_length,
+            "threads": a.threads,
+            "matmul_n": a.matmul_n,
+            "matmul_reps": 8,
+        }
+        plan_path = Path(work) / "plan.json"
+        plan_path.write_text(json.dumps(plan))
+        res = {"matmul": spawn("matmul", plan_path, a.verbose)}
+        for name in contenders:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            res[name] = spawn(name, plan_path, a.verbose)
+
+    per_rec = {c: res[c]["time_s"] / (res[c]["steps"] * BATCH) for c in contenders}
+    cpu_rec = {c: res[c]["cpu_s"] / (res[c]["steps"] * BATCH) for c in contenders}
+    print(
+        f"\nmodel {model_dir}  {n_train} records x {a.steps} steps of {BATCH}  threads "
+        f"{res['matmul']['threads']}  load avg {os.getloadavg()[0]:.1f} (shared CPU: timings are noisy)"
+    )
+    print(
+        f"{'contender':14} {'s/record':>9} {'cpu s/rec':>9} {'ref s':>7} {'train s':>8} {'peak dMB':>9} "
+        f"{'peak MB':>8}  losses"
+    )
+    for c in contenders:
+        r = res[c]
+        print(
+            f"{c:14} {per_rec[c]:9.3f} {cpu_rec[c]:9.3f} {r['ref_s']:7.1f} {r['train_s']:8.1f} {r['peak_delta_mb']:9.0f} "
+            f"{r['peak_mb']:8.0f}  {' '.join(f'{x:.3f}' for x in r['losses'])}"
+        )
+
+    clo, peak = res["clo"], res["matmul"]["peak_flops"]
+    n, n_t, tokens = clo["params"], clo["trainable"], clo["tokens"]
+    flops = (4 * n + 2 * n_t) * tokens + 2 * n * tokens
+    summary = {
+        "model": Path(model_dir).name,
+        "records": n_train,
+        "steps": a.steps,
+        "threads": res["matmul"]["threads"],
+        "clo_s_per_record": per_rec["clo"],
+        "clo_peak_delta_mb": clo["peak_delta_mb"],
+        "matmul_peak_gflops": peak / 1e9,
+        "clo_tokens": tokens,
+        "params": n,
+        "trainable": n_t,
+        "mfu": flops / clo["time_s"] / peak,
+        "mfu_6nt": 6 * n * tokens / clo["time_s"] / peak,
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
+    for c in contenders:
+        key = c.replace("-", "_")
+        if c.startswith("clo-"):  # a variant of our CLO step: its own ratios against TRL
+            for base in ("trl-dpo", "trl-dpo-nogc"):
+                if base in res:
+                    b = base.replace("-", "_")
+                    summary[f"{key}_time_ratio_vs_{b}"] = per_rec[c] / per_rec[base]
+                    summary[f"{key}_cpu_time_ratio_vs_{b}"] = cpu_rec[c] / cpu_rec[base]
+                    summary[f"{key}_mem_ratio_vs_{b}"] = res[c]["peak_delta_mb"] / res[base]["peak_delta_mb"]
+        elif c != "clo":
+            summary[f"time_ratio_vs_{key}"] = per_rec["clo"] / per_rec[c]
+            summary[f"cpu_time_ratio_vs_{key}"] = cpu_rec["clo"] / cpu_rec[c]
+            summary[f"mem_ratio_vs_{key}"] = clo["peak_delta_mb"] / res[c]["peak_delta_mb"]
+            if c.startswith("trl"):
+                summary[f"{key}_same_token_ids"] = res[c]["same_token_ids"]
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
