@@ -1,6 +1,7 @@
 """2-process DDP on CPU (gloo): `torchrun --nproc_per_node 2` runs 2 optimizer steps of `langshift train
 --method clo` on a tiny Llama and 18 records. The CLI runs unchanged under a probe (ddp_probe.py) that
 records what each process trained on, so we can check the data was split and the weights kept in sync.
+About 15 s on 2 idle cores (two interpreters start).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ def _records(n: int) -> list[Record]:
     return out
 
 
-@pytest.mark.slow
 def test_clo_two_process_ddp(tiny_llama, tmp_path):
     data = save_records(tmp_path / "records.jsonl", _records(18))  # 1 held out for validation, 17 train
     out, probe = tmp_path / "run", tmp_path / "probe.jsonl"
