@@ -73,7 +73,7 @@ def completion_logps(lm, input_ids: Tensor, attention_mask: Tensor, completion_m
         idx = torch.tensor(bucket, device=input_ids.device)
         width = max(lengths[i] for i in bucket)
         ids, mask, comp = input_ids[idx, :width], attention_mask[idx, :width], completion_mask[idx, :width]
-        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         predict = comp[:, 1:].bool()  # positions t-1 that predict a completion token t
         rows = idx[predict.nonzero(as_tuple=True)[0]]
         h, targets = hidden[:, :-1][predict], ids[:, 1:][predict]
