@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/train_step.py
 	$(PY) bench/translate.py
 	$(PY) bench/eval_belebele.py
+	$(PY) bench/eval_generate.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

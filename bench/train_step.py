@@ -165,7 +165,13 @@ def run_ours(plan: dict) -> dict:
     from langshift.train.objectives import METHODS
     from langshift.train.params import select_trainable, trainable_summary
     from langshift.train.reference import ReferenceCache, reference_logps
-    from langshift.train.trainer import LangshiftTrainer, UnitCollator, UnitDataset, build_units
+    from langshift.train.trainer import (
+        LangshiftTrainer,
+        UnitCollator,
+        UnitDataset,
+        attach_reference,
+        build_units,
+    )
 
     method_name, micro, checkpointing = variant(plan["contender"])
     method = METHODS[method_name]
@@ -183,7 +189,9 @@ def run_ours(plan: dict) -> dict:
     def ref_fn(seqs):
         return reference_logps(model, seqs, cache, pad_id=tok.pad_token_id, progress=False)
 
-    units = build_units(records, encoder, method, ref_fn if method.needs_ref else None)
+    units = build_units(records, encoder, method)
+    if method.needs_ref:
+        attach_reference(units, ref_fn)
     t_ref = time.perf_counter() - t0
     model = select_trainable(model, "attention")
     args = _training_args(
@@ -284,7 +292,7 @@ def run_trl(plan: dict) -> dict:
         disable_tqdm=True,
         seed=0,
         max_length=plan["max_length"],
-        gradient_checkpointing=plan["contender"] != "trl-dpo-nogc",
+        activation_checkpointing=plan["contender"] != "trl-dpo-nogc",
     )
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok

@@ -95,3 +95,45 @@ def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monke
 def test_shipped_configs_validate(path):
     exp = load_experiment(path)
     assert plan(exp, Path("/nonexistent"))
+
+
+@pytest.mark.slow
+def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, monkeypatch):
+    monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))
+    overrides = [f"out={tmp_path / 'run'}", f"models=[{{name: tiny, model: {tiny_llama}}}]", "eval.limit=2",
+                 "eval.tasks=[fidelity, belebele]", "train.cache_dir=" + str(tmp_path / "cache"), "jobs=2"]
+    exp = load_experiment(DEMO, quick=True, overrides=overrides)
+    assert exp.jobs == 2
+    root = run_experiment(exp, progress=False)
+    stages = {s.directory(root): s for s, _ in plan(exp, root)}
+    info = {d: json.loads((d / "stage.json").read_text()) for d in stages}
+    logs = sorted(p.name for p in (root / "logs").glob("*.log"))
+    assert len(logs) == len(stages) == 6  # every stage ran in a child process
+    for d, stage in stages.items():
+        started = info[d]["finished"] - info[d]["seconds"]
+        for need in stage.needs:  # a stage starts only after the stages it reads have finished
+            assert info[need.directory(root)]["finished"] <= started + 0.5
+    rows = json.loads((root / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"base", "sft", "clo"}
+
+
+def test_a_failed_child_stage_names_itself_and_shows_its_log(tmp_path, monkeypatch):
+    exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path}", "jobs=2",
+                                                       "models=[{name: missing, model: /nonexistent/model}]"])
+    with pytest.raises(RuntimeError, match=r"stage (train|eval) .*failed; the end of .*\.log") as e:
+        run_experiment(exp, progress=False)
+    assert "nonexistent" in str(e.value)
+    assert not list(tmp_path.glob("eval/*/stage.json")) and not list(tmp_path.glob("train/*/stage.json"))
+
+
+def test_parent_view_reads_a_childs_last_progress(tmp_path):
+    from langshift.runner import _last_progress
+
+    log = tmp_path / "child.log"
+    log.write_bytes(b"Loading weights: 100%|###| 272/272 [00:00<00:00]\n"
+                    b"generate:  33%|###   | 8/24 [00:08<00:17,  1.09s/prompt]\r"
+                    b"generate:  67%|######| 16/24 [00:16<00:07,  1.00prompt/s]\r")
+    assert _last_progress(log) == "generate 16/24 ETA 00:07"
+    log.write_text(" 25%|##        | 2/8 [02:14<06:32, 65.44s/it]\r")
+    assert _last_progress(log) == "steps 2/8 ETA 06:32"
+    assert _last_progress(tmp_path / "missing.log") == ""

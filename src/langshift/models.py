@@ -55,11 +55,13 @@ def embedded_model_dir() -> Path:
     gguf = embedded_gguf()
     out = cache_dir() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
     if not (out / "config.json").is_file():
-        from langshift.files import atomic_dir
+        from langshift.files import atomic_dir, file_lock
 
-        spec = ModelSpec(str(gguf.parent), gguf.name)
-        with atomic_dir(out) as tmp:
-            save(load_model(spec), load_tokenizer(spec), tmp)
+        with file_lock(out.parent / f".{out.name}.lock"):  # parallel stages: one converts, the rest wait
+            if not (out / "config.json").is_file():
+                spec = ModelSpec(str(gguf.parent), gguf.name)
+                with atomic_dir(out) as tmp:
+                    save(load_model(spec), load_tokenizer(spec), tmp)
     return out
 
 

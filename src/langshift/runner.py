@@ -9,6 +9,9 @@ training from its last checkpoint, generation from the responses already on disk
     runs/<name>/train/<model>-<lang>-<method>-<size>-<key>/   model, metrics.jsonl, config.yaml
     runs/<name>/eval/<model>-<lang>-<method>-<size>-<key>/    results.json, responses, report.md
     runs/<name>/results.json, report.md, *.png                 the merged report
+
+With `jobs: N` (or `--jobs N`) up to N stages run at once, each in a child process, as soon as the
+stages they read are done; each child's output goes to runs/<name>/logs/.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -29,17 +34,18 @@ from tqdm.auto import tqdm
 from langshift.files import InputError, stable_hash, write_json
 from langshift.languages import canonical_code
 from langshift.train.config import TrainConfig
-from langshift.train.objectives import PIPELINES
+from langshift.train.objectives import METHODS, PIPELINES
 
 TOP_KEYS = {"name", "out", "models", "languages", "data", "methods", "sizes", "ablations", "train", "eval",
-            "launcher", "quick", "seed"}
+            "launcher", "quick", "seed", "jobs"}
 DATA_KEYS = {"source", "n", "translator", "translator_options", "val_size", "keep_filtered"}
 EVAL_KEYS = {"tasks", "prompts", "belebele", "mmmlu", "limit", "mmmlu_sample", "max_new_tokens",
-             "mmmlu_max_new_tokens", "batch_size", "judge", "baseline", "same_language_system",
+             "mmmlu_max_new_tokens", "mmmlu_retries", "batch_size", "judge", "baseline", "same_language_system",
              "generation_backend", "base_model"}
 ABLATION_KEYS = {"trainable", "nll"}
 LAUNCHER_KEYS = {"kind", "config_file", "num_processes", "args"}
 TASKS = {"fidelity", "belebele", "mmmlu", "alpaca"}
+EVAL_COST = 100  # an evaluation weighs about as much as training on 100 sequences (for ordering only)
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Experiment:
     eval: dict
     launcher: dict = field(default_factory=lambda: {"kind": "python"})
     seed: int = 0
+    jobs: int = 1  # stages run at once, each in its own process (CPU cores or GPUs shared out)
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -160,10 +167,16 @@ def _validate(raw: dict, source: str) -> Experiment:
     _unknown(launcher, LAUNCHER_KEYS, "launcher.", source)
     if launcher.get("kind", "python") not in ("python", "accelerate"):
         raise InputError(source, "'python' or 'accelerate'", field="launcher.kind")
+    jobs = raw.get("jobs", 1)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise InputError(source, "a positive integer", field="jobs")
+    if jobs > 1 and launcher.get("kind", "python") == "accelerate":
+        raise InputError(source, "jobs > 1 runs one stage per process; with launcher 'accelerate' use 1",
+                         field="jobs")
     name = raw.get("name") or Path(source).stem
     return Experiment(name=name, out=raw.get("out") or f"runs/{name}", models=models, languages=languages,
                       data=data, methods=methods, sizes=sizes, ablations=ablations, train=train, eval=ev,
-                      launcher=launcher, seed=int(raw.get("seed", 0)))
+                      launcher=launcher, seed=int(raw.get("seed", 0)), jobs=jobs)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -175,6 +188,8 @@ class Stage:
     label: str
     inputs: dict  # everything that determines the output (hashed into the directory name)
     run: object  # callable(out_dir) -> None
+    needs: list = field(default_factory=list)  # stages whose outputs this one reads
+    cost: float = 1.0  # rough work estimate: with jobs > 1 the longest ready stage starts first
 
     def directory(self, root: Path) -> Path:
         return root / self.kind / f"{self.label}-{stable_hash(self.inputs, length=10)}"
@@ -221,7 +236,8 @@ def _train_stage(exp: Experiment, model: ModelEntry, lang: str, data: Stage, dat
 
             train(cfg)
 
-    return Stage("train", label, inputs, run)
+    sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
+    return Stage("train", label, inputs, run, needs=[data], cost=(size or 10**5) * sequences)
 
 
 def _launch_accelerate(launcher: dict, cfg: TrainConfig, out: Path) -> None:
@@ -239,7 +255,7 @@ def _launch_accelerate(launcher: dict, cfg: TrainConfig, out: Path) -> None:
 
 
 def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_file: str | None,
-                produced_by: dict, baseline: Path | None) -> Stage:
+                produced_by: dict, baseline: Path | None, needs: list[Stage]) -> Stage:
     ev = {k: v for k, v in exp.eval.items() if k not in ("baseline", "base_model")}
     demo = exp.data["source"] == "demo"
     options = {
@@ -265,7 +281,7 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
             cfg["baseline_responses"], cfg["baseline_name"] = str(baseline), baseline.name
         evaluate(cfg)
 
-    return Stage("eval", label, inputs, run)
+    return Stage("eval", label, inputs, run, needs=needs, cost=EVAL_COST)
 
 
 def plan(exp: Experiment, root: Path) -> list[tuple[Stage, dict]]:
@@ -278,7 +294,7 @@ def plan(exp: Experiment, root: Path) -> list[tuple[Stage, dict]]:
             base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
                           "nll": None}
             stages.append((_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
-                                       {"base": model.model, "gguf": model.gguf_file}, None), base_facts))
+                                       {"base": model.model, "gguf": model.gguf_file}, None, []), base_facts))
             trained = []
             for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes, exp.ablations["trainable"],
                                                                   exp.ablations["nll"]):
@@ -289,12 +305,14 @@ def plan(exp: Experiment, root: Path) -> list[tuple[Stage, dict]]:
                                              nll), facts))
             stages += trained
             baseline = _baseline(exp, trained)
-            evals, baseline_dir = [], None
+            evals, baseline_eval = [], None
             for t, facts in sorted(trained, key=lambda tf: tf[0] is not baseline):  # the baseline first
+                judged_against = None if t is baseline or baseline_eval is None else baseline_eval
                 ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
-                                 None if t is baseline else baseline_dir)
+                                 judged_against.directory(root) if judged_against else None,
+                                 [t, *([judged_against] if judged_against else [])])
                 if t is baseline:
-                    baseline_dir = ev.directory(root)
+                    baseline_eval = ev
                 evals.append((ev, facts))
             stages += evals
     return stages
@@ -352,26 +370,109 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> Path:
     todo = [s for s, _ in stages if not _done(s.directory(root))]
     bar = tqdm(total=len(stages), initial=len(stages) - len(todo), desc=exp.name, unit="stage", disable=not progress,
                position=0, leave=True)
+    if exp.jobs > 1 and len(todo) > 1:
+        _run_parallel(todo, root, exp.jobs, bar)
+    for stage in todo:
+        if not _done(stage.directory(root)):
+            bar.set_postfix_str(f"{stage.kind} {stage.label}")
+            tqdm.write(f"[langshift run] {stage.kind}: {stage.label} -> {stage.directory(root)}")
+            _execute(stage, root)
+            bar.update(1)
+    bar.close()
     rows = []
     for stage, facts in stages:
-        out = stage.directory(root)
-        if not _done(out):
-            bar.set_postfix_str(f"{stage.kind} {stage.label}")
-            tqdm.write(f"[langshift run] {stage.kind}: {stage.label} -> {out}")
-            t0 = time.time()
-            stage.run(out)
-            write_json(out / "stage.json", {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs,
-                                            "seconds": round(time.time() - t0, 1), "finished": time.time()})
-            bar.update(1)
         if stage.kind == "eval":
-            results = _read_json(out / "results.json")
-            rows += result_rows(results, facts, facts["lang"])
-    bar.close()
+            rows += result_rows(_read_json(stage.directory(root) / "results.json"), facts, facts["lang"])
     write_json(root / "results.json", {"experiment": exp.name, "rows": rows})
     from langshift.report import write_report
 
     write_report(rows, root, title=f"langshift experiment: {exp.name}")
     return root
+
+
+def _execute(stage: Stage, root: Path) -> None:
+    out = stage.directory(root)
+    t0 = time.time()
+    stage.run(out)
+    write_json(out / "stage.json", {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs,
+                                    "seconds": round(time.time() - t0, 1), "finished": time.time()})
+
+
+TQDM_LINE = re.compile(r"(?:(?P<desc>[^|]*?):)?\s*\d+%\|[^|]*\|\s*(?P<count>\d+/\d+)\s*\[[^<\]]*<(?P<eta>[^,\]]*)")
+
+
+def _last_progress(log: Path) -> str:
+    """The item progress a child last printed ("generate 16/24 ETA 00:08"), for the parent's view."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - 600))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in re.split(r"[\r\n]", tail) if line.strip()]
+    for line in reversed(lines):
+        if m := TQDM_LINE.search(line):
+            return f"{(m['desc'] or 'steps').strip()} {m['count']} ETA {m['eta'].strip()}"
+    return lines[-1][:40] if lines else ""
+
+
+class StageFailed(RuntimeError):
+    """A stage's child process failed; the message ends with its log."""
+
+
+def _run_parallel(todo: list[Stage], root: Path, jobs: int, bar) -> None:
+    """Run `todo` in up to `jobs` child processes, each stage once its inputs are done, the costliest
+    ready stage first. Each child gets its share of the CPU cores (on a small CPU one thread per
+    process beats two threads in one: less synchronisation, and decoding is bound by memory reads)
+    or, when there are enough GPUs, a GPU of its own. A child's output goes to logs/<stage>.log."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    (root / "logs").mkdir(exist_ok=True)
+    pending, running, failed = list(todo), {}, []  # failed: (what, log)
+    free_slots, shown = list(range(jobs)), ""
+    while pending or running:
+        ready = sorted((s for s in pending if all(_done(n.directory(root)) for n in s.needs)), key=lambda s: -s.cost)
+        while ready and free_slots and not failed:
+            stage, slot = ready.pop(0), free_slots.pop(0)
+            pending.remove(stage)
+            out = stage.directory(root)
+            log = root / "logs" / f"{stage.kind}-{out.name}.log"
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                   "TOKENIZERS_PARALLELISM": "false"}
+            if gpus >= jobs:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot)
+            tqdm.write(f"[langshift run] {stage.kind}: {stage.label} -> {out} (log: {log})")
+            with open(log, "ab") as sink:
+                child = subprocess.Popen([sys.executable, "-m", "langshift.runner", str(root), out.name],
+                                         stdout=sink, stderr=subprocess.STDOUT, env=env)
+            running[child] = (stage, slot, log)
+        now = " | ".join(f"{s.kind} {s.label}: {_last_progress(log)}" for s, _, log in running.values())
+        if now != shown:
+            bar.set_postfix_str(shown := now)
+        if not running:
+            break  # nothing can start: a failure, or inputs that will never be done
+        time.sleep(0.5)
+        for child in [c for c in running if c.poll() is not None]:
+            stage, slot, log = running.pop(child)
+            free_slots.append(slot)
+            if child.returncode == 0 and _done(stage.directory(root)):
+                bar.update(1)
+            else:
+                failed.append((f"{stage.kind} {stage.label} (exit {child.returncode})", log))
+    if failed:
+        what, log = failed[0]
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        raise StageFailed(f"stage {what} failed; the end of {log}:\n" + "\n".join(tail))
+
+
+def _stage_main(root: str, name: str) -> None:
+    """Child process of `_run_parallel`: run the stage whose directory is `name` in `root`."""
+    raw = _read_json(Path(root) / "experiment.json")["experiment"]
+    exp = Experiment(**{**raw, "models": [ModelEntry(**m) for m in raw["models"]]})
+    stage = next(s for s, _ in plan(exp, Path(root)) if s.directory(Path(root)).name == name)
+    _execute(stage, Path(root))
 
 
 def _read_json(path: Path) -> dict:
@@ -383,10 +484,11 @@ def run(
     quick: bool = typer.Option(False, "--quick", help="Apply the config's 'quick' overrides: a smoke run."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set eval.limit=5 (YAML value)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan without running it."),
+    jobs: int = typer.Option(None, "--jobs", help="Stages run at once, each in its own process (config: jobs)."),
 ) -> None:
     """Run an experiment: data -> train -> eval -> report, skipping stages already done."""
     try:
-        exp = load_experiment(config, quick=quick, overrides=set_)
+        exp = load_experiment(config, quick=quick, overrides=[*set_, *([f"jobs={jobs}"] if jobs else [])])
         if dry_run:
             root = Path(exp.out)
             for stage, _ in plan(exp, root):
@@ -397,9 +499,16 @@ def run(
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    except StageFailed as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
     report = root / "report.md"
     typer.echo(f"\nreport: {report}")
     from langshift.report.tables import headline_table
 
     typer.echo(headline_table(_read_json(root / "results.json")["rows"]))
 
+
+
+if __name__ == "__main__":
+    _stage_main(*sys.argv[1:])

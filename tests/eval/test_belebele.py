@@ -24,15 +24,6 @@ from langshift.models import load
 sys.path.insert(0, str(Path(__file__).parent / "lm_eval_tasks"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread: on a shared CPU, OpenMP barriers dominate small matmuls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 PASSAGES = {
     "eng_Latn": [
         "Water boils at one hundred degrees at sea level. On a mountain it boils sooner.",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from langshift.eval.generate import generate_responses
@@ -14,15 +13,6 @@ from langshift.models import chat_format, load
 
 PROMPTS = [{"id": f"p{i}", "prompt": "Explain why the sky is blue." + " Please." * i} for i in range(5)]
 KW = dict(max_new_tokens=8, batch_size=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread: on a shared CPU, OpenMP barriers dominate small matmuls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +113,21 @@ def test_cli_generate(tiny_llama, tmp_path):
     }
     bad = CliRunner().invoke(app, [*args[:6], "--field", "de", "--out", str(out)])
     assert bad.exit_code == 2 and "prompts.jsonl:1: field 'de'" in bad.output
+
+
+def test_rejected_responses_are_sampled_again(tiny, tmp_path):
+    model, tok = tiny
+    calls = []
+
+    def never(text):
+        calls.append(text)
+        return False
+
+    rows = generate_responses(model, tok, PROMPTS, tmp_path / "a.jsonl", seed=3, accept=never, retries=2, **KW)
+    assert [r["attempts"] for r in rows] == [3] * len(PROMPTS) and len(calls) == 3 * len(PROMPTS)
+    assert len(set(calls)) > len(PROMPTS)  # regenerations are new samples, not copies
+    once = generate_responses(model, tok, PROMPTS, tmp_path / "b.jsonl", seed=3, accept=lambda t: True, retries=2, **KW)
+    assert [r["attempts"] for r in once] == [1] * len(PROMPTS)
+    plain = generate_responses(model, tok, PROMPTS, tmp_path / "c.jsonl", seed=3, **KW)
+    assert [r["response"] for r in once] == [r["response"] for r in plain]  # first attempts: same samples
+    assert "attempts" not in plain[0]

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from langshift.eval.mmmlu import (
@@ -32,15 +31,6 @@ SUBJECTS = [
     "college_physics",
     "prehistory",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread: on a shared CPU, OpenMP barriers dominate small matmuls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def mmmlu_rows() -> list[dict]:
@@ -206,7 +196,8 @@ def test_tiny_model_end_to_end(tiny_llama, data_file, tmp_path):
     failed = [r for r in rows if r["pred"] is None]
     assert result["n"] == 3 and result["extraction_failure_rate"] == len(failed) / 3
     assert failed, "a random model should not follow the answer format"
-    assert result["regenerations"] == len(read_jsonl(tmp_path / "mmmlu.sw.gen1.jsonl")) >= len(failed)
+    generated = read_jsonl(tmp_path / "mmmlu.sw.gen.jsonl")
+    assert result["regenerations"] == sum(r["attempts"] - 1 for r in generated) >= len(failed)
     assert all(r["attempts"] == 2 and r["correct"] == 0 for r in failed)
     assert result["accuracy"] == sum(r["correct"] for r in rows) / 3
     # Resume: everything is on disk, so a rerun reads it back and gives the same result.

@@ -4,6 +4,7 @@ It runs the real CLI (langshift.cli.main) unchanged; the probe only observes: fo
 batch each process appends {rank, world, step, seqs} (the token-id tuples it trained on) to
 PROBE.jsonl.rankN, and after training a checksum of its trainable parameters, so the test can check
 that the ranks saw different data and ended with the same weights (gradients were all-reduced).
+It also counts the sequences each process scored in the reference pre-pass (only rank 0 should).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from langshift import cli
+from langshift.train import reference
 from langshift.train.trainer import LangshiftTrainer
 
 
@@ -59,6 +61,13 @@ def main() -> None:
         emit(event="done", steps=self.state.global_step, **checksums(self.model))
         return out
 
+    scored = reference.completion_logps
+
+    def observed_scoring(lm, input_ids, *args, **kw):
+        emit(event="reference", rows=int(input_ids.shape[0]))
+        return scored(lm, input_ids, *args, **kw)
+
+    reference.completion_logps = observed_scoring
     LangshiftTrainer.compute_loss = observed_compute_loss
     LangshiftTrainer.train = observed_train
     torch.set_num_threads(1)

@@ -117,6 +117,11 @@ def test_clo_two_process_ddp(tiny_llama, tmp_path):
     all_seqs = {tuple(s) for r in (0, 1) for b in batches[r] for s in b["seqs"]}
     assert len(all_seqs) == 2 * 8 * 4  # 16 distinct records, 4 sequences each
 
+    # rank 0 filled the reference cache (17 train + 1 validation records x 4); rank 1 only read it
+    scored = {r: sum(x["rows"] for x in rows[r] if x["event"] == "reference") for r in (0, 1)}
+    assert scored == {0: 18 * 4, 1: 0}
+    assert proc.stdout.count("[langshift] clo: training") == 1  # printed by the main process only
+
     start = {r: next(x for x in rows[r] if x["event"] == "start") for r in (0, 1)}
     done = {r: next(x for x in rows[r] if x["event"] == "done") for r in (0, 1)}
     assert start[0]["abs_checksum"] == start[1]["abs_checksum"]

@@ -97,3 +97,23 @@ def test_resume_matches_uninterrupted_run(tmp_path, tiny_llama, records):
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
     steps = [m["step"] for m in _metrics(resumed) if "loss" in m]
     assert steps == [1, 2, 3, 4, 5]  # the resumed run appended to the interrupted run's log
+
+
+def test_micro_batch_from_token_budget():
+    from langshift.train.recipe import pick_micro_batch
+
+    assert pick_micro_batch(8, 600, 4096) == 4  # 6 would fit the budget but does not divide 8
+    assert pick_micro_batch(8, 600, 1300) == 2
+    assert pick_micro_batch(8, 5000, 4096) == 1  # one record over budget still runs, alone
+    assert pick_micro_batch(6, 100, 4096) == 6
+
+
+def test_activation_checkpointing_gives_the_same_steps(tmp_path, tiny_llama, records):
+    runs = [train(_cfg(tmp_path / str(gc), tiny_llama, records, method="clo", max_steps=2, micro_batch_size=1,
+                       activation_checkpointing=gc)) for gc in (False, True)]
+    plain, checkpointed = ([m["loss"] for m in _metrics(out) if "loss" in m] for out in runs)
+    assert len(plain) == 2 and plain == pytest.approx(checkpointed, abs=1e-5)
+    import yaml
+
+    stage = yaml.safe_load((runs[1] / "config.yaml").read_text())["stages"][0]
+    assert stage["micro_batch_size"] == 1 and stage["gradient_accumulation"] == 3

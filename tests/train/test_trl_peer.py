@@ -99,7 +99,7 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
         per_device_train_batch_size=len(rows),
         bf16=False,
         use_cpu=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
         max_length=None,
         loss_type="sigmoid",

@@ -4,7 +4,8 @@ Each prompt is wrapped by `langshift.models.chat_format` -- the exact text train
 response -- so a model is asked the way it was taught. Sampling follows the paper (App. B):
 nucleus sampling with top-p 0.9 at temperature 0.6 (no top-k cut); temperature 0 means greedy.
 
-Batches are formed from prompts sorted by token length (least padding; longest first, so an
+The HF path runs `langshift.eval.decode` (HF `generate`'s computation with exact top-k-first
+nucleus sampling, and finished rows dropped from the batch). Batches are formed from prompts sorted by token length (least padding; longest first, so an
 out-of-memory error shows up at once) and left-padded, as decoder-only `generate` requires. Every
 batch is seeded with `hash(seed, ids in the batch)`, so the same prompts with the same seed give the
 same responses on CPU. A batch's rows are appended to `out_path` (JSONL) as soon as it finishes; a
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from langshift.eval.decode import prefill, sample
 from langshift.files import InputError, append_jsonl, iter_jsonl, stable_hash, write_jsonl
 from langshift.models import chat_format, needs_bos
 
@@ -41,10 +43,18 @@ def generate_responses(
     batch_size: int = 8,
     system: str | None = None,
     backend: str = "hf",
+    accept=None,
+    retries: int = 0,
 ) -> list[dict]:
-    """Responses `{"id", "prompt", "response"}` for `prompts` (`{"id", "prompt"}`), in their order."""
+    """Responses `{"id", "prompt", "response"}` for `prompts` (`{"id", "prompt"}`), in their order.
+
+    With `accept(response) -> bool`, a rejected response is sampled again, up to `retries` times,
+    from the batch's prefilled prompt cache; rows then also hold "attempts" (1 + regenerations).
+    """
     out_path = Path(out_path)
     _check_prompts(prompts)
+    if accept is not None and backend != "hf":
+        raise ValueError("regenerations (accept=...) run on the 'hf' backend only")
     done = _load_done(out_path, prompts)
     todo = [p for p in prompts if p["id"] not in done]
     if todo:
@@ -61,7 +71,7 @@ def generate_responses(
             system,
         )
         if backend == "hf":
-            done.update(_generate_hf(*args))
+            done.update(_generate_hf(*args, accept=accept, retries=retries))
         elif backend == "vllm":
             done.update(_generate_vllm(*args))
         else:
@@ -132,7 +142,8 @@ def _cut(text: str, end: str) -> str:
 
 
 def _generate_hf(
-    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system,
+    accept=None, retries=0,
 ):
     fmt = chat_format(tokenizer, system)
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
@@ -140,22 +151,14 @@ def _generate_hf(
     stop = _stop_ids(model, tokenizer, fmt.end)
     end_is_token = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) == 1 if fmt.end else True
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
-    sampling = temperature > 0
-    params = dict(
-        max_new_tokens=max_new_tokens,
-        do_sample=sampling,
-        eos_token_id=stop,
-        pad_token_id=pad,
-        **(
-            dict(temperature=temperature, top_p=top_p, top_k=0)
-            if sampling
-            else dict(temperature=None, top_p=None, top_k=None)
-        ),
-        **({} if end_is_token else dict(stop_strings=[fmt.end], tokenizer=tokenizer)),
-    )
+    tail = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) + 2 if fmt.end else 0
+
+    def ends_turn(tokens: list[int]) -> bool:  # a turn end spelled in several tokens
+        return fmt.end in tokenizer.decode(tokens[-tail:], skip_special_tokens=False)
+
     rows = {}
     model.eval()
-    with torch.inference_mode(), tqdm(total=len(todo), desc="generate", unit="prompt") as bar:
+    with tqdm(total=len(todo), desc="generate", unit="prompt") as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             width = max(len(ids[i]) for i in batch)
@@ -166,10 +169,29 @@ def _generate_hf(
                 [[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=model.device
             )
             torch.manual_seed(int(stable_hash(seed, [todo[i]["id"] for i in batch]), 16) % 2**63)
-            out = model.generate(input_ids=input_ids, attention_mask=mask, **params)
-            for row_i, i in enumerate(batch):
-                text = tokenizer.decode(out[row_i, width:], skip_special_tokens=True)
-                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": _cut(text, fmt.end)}
+            prefix = prefill(model, input_ids, mask)
+            text, attempts, pending = {}, dict.fromkeys(range(len(batch)), 0), list(range(len(batch)))
+            for _ in range(1 + (retries if accept else 0)):
+                part = prefix.select(pending) if accept and retries else prefix
+                new_tokens = sample(
+                    model,
+                    part,
+                    max_new_tokens=max_new_tokens,
+                    stop_ids=stop,
+                    temperature=temperature,
+                    top_p=top_p,
+                    stop_text=None if end_is_token else ends_turn,
+                )
+                for r, tokens in zip(pending, new_tokens, strict=True):
+                    text[r] = _cut(tokenizer.decode(tokens, skip_special_tokens=True), fmt.end)
+                    attempts[r] += 1
+                pending = [r for r in pending if accept is not None and not accept(text[r])]
+                if not pending:
+                    break
+            for r, i in enumerate(batch):
+                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r]}
+                if accept is not None:
+                    row["attempts"] = attempts[r]
                 append_jsonl(out_path, row)
                 rows[row["id"]] = row
             bar.update(len(batch))

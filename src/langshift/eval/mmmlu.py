@@ -235,49 +235,38 @@ def evaluate_mmmlu(
 ) -> dict:
     """Accuracy of `model` on `items`; responses and per-item rows go to `out_dir`.
 
-    `generate_fn(prompts, out_path, seed) -> rows` replaces `generate_responses` (a seam for other
-    backends and for tests). Attempt k writes `mmmlu.<lang>.gen<k>.jsonl`, so an interrupted run
-    resumes where it stopped.
+    Responses go to `mmmlu.<lang>.gen.jsonl` (with each row's attempts), so an interrupted run
+    resumes where it stopped. `generate_fn(prompts, out_path, seed) -> rows` replaces
+    `generate_responses` (a seam for other backends and for tests); attempt k then writes
+    `mmmlu.<lang>.gen<k>.jsonl`.
     """
     if not items:
         raise ValueError("no MMMLU items to evaluate")
     code = get_language(lang).code
-    if generate_fn is None:
-
-        def generate_fn(prompts, out_path, attempt_seed):
-            return generate_responses(
-                model,
-                tokenizer,
-                prompts,
-                out_path,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                seed=attempt_seed,
-                batch_size=batch_size,
-            )
-
     work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="mmmlu-"))
     prompts = {item["id"]: render_prompt(item, code) for item in items}
     if len(prompts) != len(items):
         raise ValueError("MMMLU item ids must be unique")
-    pred: dict[str, str | None] = {}
-    response: dict[str, str] = {}
-    attempts: dict[str, int] = dict.fromkeys(prompts, 0)
-    pending = list(prompts)
-    for attempt in range(retries + 1):  # the first generation, then up to `retries` regenerations
-        if not pending:
-            break
-        rows = generate_fn(
-            [{"id": i, "prompt": prompts[i]} for i in pending],
-            work / f"mmmlu.{code}.gen{attempt}.jsonl",
-            seed + attempt,
+    asks = [{"id": i, "prompt": p} for i, p in prompts.items()]
+    if generate_fn is None:  # regenerations sample again from each batch's prefilled prompt
+        rows = generate_responses(
+            model,
+            tokenizer,
+            asks,
+            work / f"mmmlu.{code}.gen.jsonl",
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+            accept=lambda text: extract_answer(text, code) is not None,
+            retries=retries,
         )
-        for row in rows:
-            attempts[row["id"]] += 1
-            response[row["id"]] = row["response"]
-            pred[row["id"]] = extract_answer(row["response"], code)
-        pending = [i for i in pending if pred.get(i) is None]
+        attempts = {row["id"]: row["attempts"] for row in rows}
+        response = {row["id"]: row["response"] for row in rows}
+        pred = {i: extract_answer(r, code) for i, r in response.items()}
+    else:
+        pred, response, attempts = _ask_with_retries(generate_fn, asks, work, code, seed, retries)
 
     per_item = []
     for item in items:
@@ -307,6 +296,23 @@ def evaluate_mmmlu(
         "per_subject": _breakdown(per_item, "subject"),
         "per_category": _breakdown(per_item, "category"),
     }
+
+
+def _ask_with_retries(generate_fn: GenerateFn, asks: list[dict], work: Path, code: str, seed: int, retries: int):
+    """Through a `generate_fn`: attempt k (seed + k) asks again what is still unanswered."""
+    pred: dict[str, str | None] = {}
+    response: dict[str, str] = {}
+    attempts: dict[str, int] = {a["id"]: 0 for a in asks}
+    pending = asks
+    for attempt in range(retries + 1):  # the first generation, then up to `retries` regenerations
+        if not pending:
+            break
+        for row in generate_fn(pending, work / f"mmmlu.{code}.gen{attempt}.jsonl", seed + attempt):
+            attempts[row["id"]] += 1
+            response[row["id"]] = row["response"]
+            pred[row["id"]] = extract_answer(row["response"], code)
+        pending = [a for a in pending if pred.get(a["id"]) is None]
+    return pred, response, attempts
 
 
 def _breakdown(rows: list[dict], key: str) -> dict:

@@ -70,6 +70,7 @@ class EvalConfig:
     mmmlu_sample: int | None = None  # stratified by subject
     max_new_tokens: int = 256
     mmmlu_max_new_tokens: int | None = None  # None: mmmlu's own default
+    mmmlu_retries: int = 3  # regenerations when no answer can be extracted (paper: up to 3)
     temperature: float = 0.6
     top_p: float = 0.9
     seed: int = 0
@@ -211,7 +212,7 @@ class _Model:
 def _task_key(cfg: EvalConfig, task: str, lang: str, fingerprint: str) -> str:
     settings = {
         "belebele": (cfg.belebele, cfg.limit),
-        "mmmlu": (cfg.mmmlu, cfg.limit, cfg.mmmlu_sample, cfg.seed, cfg.mmmlu_max_new_tokens),
+        "mmmlu": (cfg.mmmlu, cfg.limit, cfg.mmmlu_sample, cfg.seed, cfg.mmmlu_max_new_tokens, cfg.mmmlu_retries),
     }[task]
     return stable_hash(task, lang, fingerprint, settings)
 
@@ -375,6 +376,7 @@ def _run_task(cfg: EvalConfig, task: str, lang: str, model: _Model, out: Path, r
             batch_size=cfg.batch_size,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
+            retries=cfg.mmmlu_retries,
             **kw,
         )
     if task == "alpaca":

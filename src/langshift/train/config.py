@@ -47,7 +47,9 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 8  # records per optimizer step (all processes together)
-    micro_batch_size: int | None = None  # records per forward per process; None = batch / world size
+    micro_batch_size: int | None = None  # records per forward per process; None: from micro_batch_tokens
+    micro_batch_tokens: int = 4096  # token budget of one forward when micro_batch_size is None
+    activation_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1/3 more time
     epochs: float = 1.0
     max_steps: int = -1
     max_length: int = 3000
@@ -58,7 +60,7 @@ class TrainConfig:
     save_total_limit: int = 2
     seed: int = 0
     ref: str = "precompute"  # precompute | on-the-fly
-    cache_dir: str | None = None  # reference log-prob cache; default ~/.cache/langshift
+    cache_dir: str | None = None  # reference log-prob cache; default $LANGSHIFT_CACHE or ~/.cache/langshift
     dtype: str = "auto"
     resume: bool = False
     report_to: list[str] = field(default_factory=lambda: ["none"])
@@ -75,6 +77,8 @@ class TrainConfig:
             "beta": (self.beta > 0, "> 0"),
             "lr": (self.lr > 0, "> 0"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
+            "micro_batch_size": (self.micro_batch_size is None or self.micro_batch_size >= 1, ">= 1 or null"),
+            "micro_batch_tokens": (self.micro_batch_tokens >= 1, ">= 1"),
             "max_length": (self.max_length >= 8, ">= 8"),
             "data": (bool(self.data), "a records file, dataset dir or hub name"),
         }

@@ -31,6 +31,7 @@ from langshift.train.trainer import (
     MetricsFile,
     UnitCollator,
     UnitDataset,
+    attach_reference,
     build_units,
     frozen_copy,
 )
@@ -68,6 +69,14 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def pick_micro_batch(records_per_process: int, tokens_per_record: float, token_budget: int) -> int:
+    """Records per forward: the largest divisor of `records_per_process` whose tokens fit the budget
+    (at least 1). Activation memory grows with the tokens of one forward; accumulation keeps the step."""
+    fits = [d for d in range(1, records_per_process + 1)
+            if records_per_process % d == 0 and d * tokens_per_record <= token_budget]
+    return max(fits, default=1)
+
+
 def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_units: int, grad_accum: int,
                    steps_per_epoch: int):
     from transformers import TrainingArguments
@@ -79,6 +88,8 @@ def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_uni
         per_device_train_batch_size=per_device_units,
         per_device_eval_batch_size=per_device_units,
         gradient_accumulation_steps=grad_accum,
+        activation_checkpointing=cfg.activation_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         learning_rate=cfg.lr,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr": cfg.min_lr},
@@ -101,6 +112,7 @@ def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_uni
         report_to=cfg.report_to,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable tensor gets a gradient in every method
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not cfg.progress,
         run_name=f"langshift-{method_name}",
@@ -114,30 +126,16 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     spec = models.resolve_model(model_path, gguf_file)
     tokenizer = models.load_tokenizer(spec, trust_remote_code=cfg.trust_remote_code)
     model = models.load_model(spec, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
-    device = "cuda" if torch.cuda.is_available() and _world_size() == 1 else None
-    if device:
-        model = model.to(device)
     encoder = Encoder(tokenizer, models.chat_format(tokenizer), cfg.max_length)
-
-    ref_fn, ref_model = None, None
-    if method.needs_ref and cfg.ref == "precompute":
-        cache = ReferenceCache(Path(cfg.cache_dir or Path.home() / ".cache" / "langshift") / "reference.sqlite")
-
-        def ref_fn(seqs):
-            return reference_logps(model, seqs, cache, pad_id=tokenizer.pad_token_id, progress=cfg.progress)
-    elif method.needs_ref:
-        ref_model = frozen_copy(model)
-    fingerprint = model_fingerprint(model)
-    train_units = build_units(train_records, encoder, method, ref_fn)
-    val_units = build_units(val_records, encoder, method, ref_fn)
-
-    model = select_trainable(model, cfg.trainable, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
-    share = trainable_summary(model)
-    print(f"[langshift] {method_name}: training {share['trainable']:,} of {share['total']:,} parameters "
-          f"({100 * share['share']:.2f}%, {cfg.trainable})")
+    train_units = build_units(train_records, encoder, method)
+    val_units = build_units(val_records, encoder, method)
 
     world = _world_size()
-    records_per_device = cfg.micro_batch_size or max(1, cfg.batch_size // world)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} processes")
+    tokens_per_record = sum(u.length for u in train_units) / max(1, len(train_records))
+    records_per_device = cfg.micro_batch_size or pick_micro_batch(
+        cfg.batch_size // world, tokens_per_record, cfg.micro_batch_tokens)
     grad_accum = max(1, cfg.batch_size // (records_per_device * world))
     if records_per_device * world * grad_accum != cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not micro_batch_size {records_per_device} x "
@@ -145,6 +143,27 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     per_device_units = records_per_device * method.units_per_record
     steps_per_epoch = -(-len(train_units) // (per_device_units * world * grad_accum))
     args = _training_args(cfg, method_name, out, per_device_units, grad_accum, steps_per_epoch)
+    model = model.to(args.device)  # this process's device (the reference pass runs there too)
+    main = args.process_index == 0
+
+    ref_model = None
+    if method.needs_ref and cfg.ref == "precompute":
+        # The node's main process creates and fills the cache; the others wait, then read it.
+        with args.main_process_first(local=True, desc="reference log-probs"):
+            cache = ReferenceCache(Path(cfg.cache_dir or models.cache_dir()) / "reference.sqlite")
+            for units in (train_units, val_units):
+                attach_reference(units, lambda seqs: reference_logps(
+                    model, seqs, cache, pad_id=tokenizer.pad_token_id, progress=cfg.progress and main))
+    elif method.needs_ref:
+        ref_model = frozen_copy(model)
+    fingerprint = model_fingerprint(model)
+
+    model = select_trainable(model, cfg.trainable, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
+    share = trainable_summary(model)
+    if main:
+        print(f"[langshift] {method_name}: training {share['trainable']:,} of {share['total']:,} parameters "
+              f"({100 * share['share']:.2f}%, {cfg.trainable}); {records_per_device} records per forward x "
+              f"{grad_accum} accumulated x {world} processes")
 
     restore_forward = install_logps_forward(model)
     trainer = LangshiftTrainer(
@@ -166,6 +185,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     return {
         "method": method_name, "base_model": str(spec), "base_fingerprint": fingerprint,
         "train_records": len(train_records), "val_records": len(val_records), "units": len(train_units),
+        "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
         "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_eval_loss": trainer.state.best_metric, "trainable": share,
         "truncation": encoder.report.as_dict(),
@@ -181,7 +201,8 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
     train_records, val_records = load_splits(cfg)  # bad data fails here, before any model loads
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:
+    main = int(os.environ.get("RANK", "0")) == 0
+    if not cfg.resume and main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
     stages, model_path, gguf_file = [], cfg.model, cfg.gguf_file
     pipeline = PIPELINES[cfg.method]
@@ -196,5 +217,6 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
         "stages": stages,
         "versions": {"torch": str(torch.__version__), "transformers": str(transformers.__version__)},
     }
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+    if main:
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
     return out

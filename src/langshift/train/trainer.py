@@ -47,16 +47,19 @@ class UnitDataset(Dataset):
         return self.units[i]
 
 
-def build_units(records, encoder: Encoder, method: Method, ref_logps=None) -> list[Unit]:
-    """Encode records into the method's units; `ref_logps(list[Sequence]) -> list[float]` fills refs."""
+def build_units(records, encoder: Encoder, method: Method) -> list[Unit]:
+    """Encode records into the method's units (reference log-probs not yet filled)."""
     encoded = [encoder.encode(r) for r in records]
-    units = [Unit([enc[role] for role in roles], None, unit_side(roles)) for enc in encoded for roles in method.unit_roles]
-    if ref_logps is not None:
-        flat = ref_logps([s for u in units for s in u.seqs])
-        k = method.seqs_per_unit
-        for i, u in enumerate(units):
-            u.ref = flat[i * k:(i + 1) * k]
-    return units
+    return [Unit([enc[role] for role in roles], None, unit_side(roles)) for enc in encoded for roles in method.unit_roles]
+
+
+def attach_reference(units: list[Unit], ref_logps) -> None:
+    """Fill every unit's `ref` from `ref_logps(list[Sequence]) -> list[float]` (one call for all)."""
+    flat = ref_logps([s for u in units for s in u.seqs])
+    start = 0
+    for u in units:
+        u.ref = flat[start:start + len(u.seqs)]
+        start += len(u.seqs)
 
 
 class UnitCollator:
@@ -147,7 +150,7 @@ class LangshiftTrainer(Trainer):
     def _store(self, metrics: dict, split: str):
         keys = sorted(metrics)
         values = torch.stack([metrics[k].float().reshape(()) for k in keys])
-        values = self.accelerator.gather_for_metrics(values[None]).reshape(-1, len(keys))
+        values = self.accelerator.gather(values[None])  # one row per process, none dropped.reshape(-1, len(keys))
         for key, col in zip(keys, values.nanmean(0).tolist(), strict=False):
             if not math.isnan(col):
                 self._metrics[split][key].append(col)
