@@ -163,7 +163,7 @@ def run_ours(plan: dict) -> dict:
     from langshift.train.encode import Encoder
     from langshift.train.logps import install_logps_forward
     from langshift.train.objectives import METHODS
-    from langshift.train.params import select_trainable, trainable_summary
+    from langshift.train.params import select_trainable
     from langshift.train.reference import ReferenceCache, reference_logps
     from langshift.train.trainer import (
         LangshiftTrainer,
@@ -215,27 +215,37 @@ def run_ours(plan: dict) -> dict:
         beta=0.1,
         nll_on="target",
     )
+    return {
+        **_train_and_measure(trainer, model, base, exact, t_ref, c0),
+        "tokens": sum(len(s.ids) for u in units for s in u.seqs),
+        "sequences": sum(len(u.seqs) for u in units),
+    }
+
+
+def _train_and_measure(trainer, model, base_kb: int, exact: bool, ref_s: float, cpu_start: float) -> dict:
+    """Run `trainer.train()` and read what every contender reports: times (the reference pass
+    included), peak memory, losses and parameter counts."""
+    from langshift.train.params import trainable_summary
+
     t1 = time.perf_counter()
     trainer.train()
     t_train = time.perf_counter() - t1
-    cpu = time.process_time() - c0
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     share = trainable_summary(model)
+    logged = [h for h in trainer.state.log_history if "loss" in h]
     return {
-        "time_s": t_ref + t_train,
-        "cpu_s": cpu,
-        "ref_s": t_ref,
+        "time_s": ref_s + t_train,
+        "cpu_s": time.process_time() - cpu_start,
+        "ref_s": ref_s,
         "train_s": t_train,
         "steps": trainer.state.global_step,
-        "peak_delta_mb": (peak_kb() - base) / 1024,
+        "peak_delta_mb": (peak_kb() - base_kb) / 1024,
         "peak_mb": peak_kb() / 1024,
-        "base_mb": base / 1024,
+        "base_mb": base_kb / 1024,
         "peak_exact": exact,
-        "losses": losses,
+        "losses": [h["loss"] for h in logged],
+        "grad_norms": [h.get("grad_norm") for h in logged],
         "params": share["total"],
         "trainable": share["trainable"],
-        "tokens": sum(len(s.ids) for u in units for s in u.seqs),
-        "sequences": sum(len(u.seqs) for u in units),
     }
 
 
@@ -247,7 +257,7 @@ def run_trl(plan: dict) -> dict:
     from langshift import models
     from langshift.records import load_records
     from langshift.train.encode import Encoder
-    from langshift.train.params import select_trainable, trainable_summary
+    from langshift.train.params import select_trainable
 
     spec = models.resolve_model(plan["model"])
     tok = models.load_tokenizer(spec)
@@ -301,30 +311,11 @@ def run_trl(plan: dict) -> dict:
         row["prompt_ids"] + row["chosen_ids"] == w.ids and row["prompt_ids"] + row["rejected_ids"] == rej.ids
         for row, (w, rej) in zip(trainer.train_dataset, ours, strict=False)
     )
-    t1, c1 = time.perf_counter(), time.process_time()
-    trainer.train()
-    t_train = time.perf_counter() - t1
-    cpu = time.process_time() - c1
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    grad_norms = [h.get("grad_norm") for h in trainer.state.log_history if "loss" in h]
-    share = trainable_summary(model)
     return {
-        "time_s": t_train,
-        "cpu_s": cpu,
-        "ref_s": 0.0,
-        "train_s": t_train,
-        "steps": trainer.state.global_step,
-        "peak_delta_mb": (peak_kb() - base) / 1024,
-        "peak_mb": peak_kb() / 1024,
-        "base_mb": base / 1024,
-        "peak_exact": exact,
-        "losses": losses,
-        "grad_norms": grad_norms,
-        "params": share["total"],
-        "trainable": share["trainable"],
+        **_train_and_measure(trainer, model, base, exact, 0.0, time.process_time()),
         "same_token_ids": same,
         "has_ref_model": trainer.ref_model is not None,
-        "gradient_checkpointing": bool(args.gradient_checkpointing),
+        "gradient_checkpointing": bool(args.activation_checkpointing),
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -74,8 +74,7 @@ def make_tiny_m2m100(
 ) -> Path:
     """`madeup_words` pads the vocabulary the way fairseq does (M2M100 has 8); the benchmark pads it to a
     real translator's size, since the output projection's cost grows with it."""
-    import torch
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+    from transformers import M2M100Tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,26 +105,8 @@ def make_tiny_m2m100(
         )
         tok.save_pretrained(out)
     # fairseq layout: the pieces, then one token per language, then the made-up padding words.
-    config = M2M100Config(
-        vocab_size=len(vocab) + len(tok.lang_code_to_id) + tok.num_madeup_words,
-        d_model=d_model,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=ffn,
-        decoder_ffn_dim=ffn,
-        max_position_embeddings=1024,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        scale_embedding=True,
-        init_std=init_std,
-    )
-    torch.manual_seed(seed)
-    M2M100ForConditionalGeneration(config).save_pretrained(out)
-    return out
+    return _save_random_m2m100(out, len(vocab) + len(tok.lang_code_to_id) + tok.num_madeup_words, d_model,
+                               layers, heads, ffn, init_std, seed)
 
 
 def make_tiny_marian(
@@ -212,9 +193,8 @@ def make_tiny_nllb(
 ) -> Path:
     """NLLB-200 layout: an M2M100 network with NllbTokenizer (SentencePiece-style BPE trained here; the
     202 FLORES-200 codes such as `swh_Latn` are special tokens after the pieces)."""
-    import torch
     from tokenizers import SentencePieceBPETokenizer
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+    from transformers import NllbTokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,8 +209,17 @@ def make_tiny_nllb(
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     tok = NllbTokenizer(vocab=model["vocab"], merges=merges)
     tok.save_pretrained(out)
+    return _save_random_m2m100(out, len(tok), d_model, layers, heads, ffn, init_std, seed)
+
+
+def _save_random_m2m100(out: Path, vocab_size: int, d_model: int, layers: int, heads: int, ffn: int,
+                        init_std: float, seed: int) -> Path:
+    """A seeded random M2M100 (also NLLB's architecture) with fairseq's special-token ids, saved to `out`."""
+    import torch
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
     config = M2M100Config(
-        vocab_size=len(tok),
+        vocab_size=vocab_size,
         d_model=d_model,
         encoder_layers=layers,
         decoder_layers=layers,

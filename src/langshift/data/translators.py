@@ -22,7 +22,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from langshift.files import atomic_dir, write_json
 from langshift.languages import Language, get_language
+from langshift.models import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -214,33 +216,18 @@ def convert(model: str, out_dir: str | os.PathLike, quantization: str = "int8", 
     out = Path(out_dir)
     if (out / "model.bin").exists() and not force:
         return out
-    tmp = out.with_name(out.name + ".converting")
-    TransformersConverter(str(model)).convert(str(tmp), quantization=quantization, force=True)
-    tok = AutoTokenizer.from_pretrained(model)
-    # CTranslate2 writes its own config.json; the tokenizer must not need the HF one to load.
-    tok.save_pretrained(tmp)
-    (tmp / CT2_SIDECAR).write_text(
-        json.dumps(
-            {
-                "source": str(model),
-                "quantization": quantization,
-                "fingerprint": model_fingerprint(str(model)),
-                "tokenizer_class": type(tok).__name__,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        TransformersConverter(str(model)).convert(str(tmp), quantization=quantization, force=True)
+        tok = AutoTokenizer.from_pretrained(model)
+        # CTranslate2 writes its own config.json; the tokenizer must not need the HF one to load.
+        tok.save_pretrained(tmp)
+        write_json(tmp / CT2_SIDECAR, {
+            "source": str(model),
+            "quantization": quantization,
+            "fingerprint": model_fingerprint(str(model)),
+            "tokenizer_class": type(tok).__name__,
+        })
     return out
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("LANGSHIFT_CACHE", Path.home() / ".cache" / "langshift"))
 
 
 class CT2Translator(Translator):
@@ -269,7 +256,7 @@ class CT2Translator(Translator):
         if not (path / "model.bin").exists():
             # An HF model (hub id or dir): convert once into the cache, reuse afterwards.
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", str(model).strip("/"))[-80:]
-            target = _cache_root() / "ct2" / f"{slug}-{quantization}-{model_fingerprint(str(model))[-12:]}"
+            target = cache_dir() / "ct2" / f"{slug}-{quantization}-{model_fingerprint(str(model))[-12:]}"
             path = convert(str(model), target, quantization=quantization)
         self.path = path
         self.model, self.beam_size, self.max_length, self.batch_size = (
