@@ -149,12 +149,11 @@ def _generate_hf(
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
     order = sorted(range(len(todo)), key=lambda i: -len(ids[i]))
     stop = _stop_ids(model, tokenizer, fmt.end)
-    end_is_token = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) == 1 if fmt.end else True
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
-    tail = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) + 2 if fmt.end else 0
+    end_tokens = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) if fmt.end else 0
 
     def ends_turn(tokens: list[int]) -> bool:  # a turn end spelled in several tokens
-        return fmt.end in tokenizer.decode(tokens[-tail:], skip_special_tokens=False)
+        return fmt.end in tokenizer.decode(tokens[-(end_tokens + 2) :], skip_special_tokens=False)
 
     rows = {}
     model.eval()
@@ -180,7 +179,7 @@ def _generate_hf(
                     stop_ids=stop,
                     temperature=temperature,
                     top_p=top_p,
-                    stop_text=None if end_is_token else ends_turn,
+                    stop_text=ends_turn if end_tokens > 1 else None,  # one token: a stop id
                 )
                 for r, tokens in zip(pending, new_tokens, strict=True):
                     text[r] = _cut(tokenizer.decode(tokens, skip_special_tokens=True), fmt.end)
