@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from langshift.data.segment import segment
-from langshift.data.tiny_mt import MT_CORPUS, make_tiny_m2m100
+from langshift.testing.tiny_mt import MT_CORPUS, make_tiny_m2m100
 from langshift.data.translators import convert, make_translator
 
 ANSWERS = [

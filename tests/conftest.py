@@ -24,14 +24,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A 2-layer random Llama (hidden 32) with a trained byte-level BPE tokenizer and ChatML template."""
-    from langshift.tiny import make_tiny_model
+    from langshift.testing.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> Path:
-    from langshift.tiny import make_tiny_model
+    from langshift.testing.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 

@@ -72,14 +72,14 @@ def oasst1_messages() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def tiny_m2m100(tmp_path_factory):
-    from langshift.data.tiny_mt import make_tiny_m2m100
+    from langshift.testing.tiny_mt import make_tiny_m2m100
 
     return make_tiny_m2m100(tmp_path_factory.mktemp("tiny-m2m100"))
 
 
 @pytest.fixture(scope="session")
 def tiny_marian(tmp_path_factory):
-    from langshift.data.tiny_mt import make_tiny_marian
+    from langshift.testing.tiny_mt import make_tiny_marian
 
     return make_tiny_marian(tmp_path_factory.mktemp("tiny-marian"))
 

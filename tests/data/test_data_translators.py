@@ -63,7 +63,7 @@ def test_ctranslate2_float32_matches_hf(family, tiny_m2m100, tiny_marian, tmp_pa
     """Same model, greedy, float32: CTranslate2 must reproduce transformers token for token. This pins the
     language-token handling (target prefix, stripped on output) and the tokenizer round trip."""
     if family == "nllb":
-        from langshift.data.tiny_mt import make_tiny_nllb
+        from langshift.testing.tiny_mt import make_tiny_nllb
 
         model = str(make_tiny_nllb(tmp_path / "nllb"))
     else:
@@ -105,7 +105,7 @@ def test_cli_convert(tiny_marian, tmp_path):
 
 
 def test_multi_target_marian_prefix(tmp_path, tiny_marian):
-    from langshift.data.tiny_mt import make_tiny_marian
+    from langshift.testing.tiny_mt import make_tiny_marian
 
     model = make_tiny_marian(tmp_path / "mul", targets=("sw", "de"))
     tr = make_translator("hf", model=str(model), beam_size=1, max_length=8, device="cpu")

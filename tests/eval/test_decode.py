@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from langshift.eval.decode import decode, nucleus_mask, prefill, sample, sample_next
-from langshift.tiny import make_tiny_model
+from langshift.testing.tiny import make_tiny_model
 
 TEXTS = ["Hello there, how are you today?", "Why?", "Tell me a story about the sea and the wind.", "Ok"]
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from langshift.tiny import FAMILIES, make_config
+from langshift.testing.tiny import FAMILIES, make_config
 from langshift.train.params import attention_projection_names, select_trainable, trainable_summary
 
 EXPECTED = {  # what the structural search must find per layer, by family

@@ -15,7 +15,7 @@ import torch
 
 from langshift import models
 from langshift.records import Record
-from langshift.tiny import make_tiny_model
+from langshift.testing.tiny import make_tiny_model
 from langshift.train.encode import Encoder, pad_batch
 from langshift.train.logps import completion_logps
 from langshift.train.objectives import METHODS, dpo_loss, pair_stats
