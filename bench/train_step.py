@@ -159,10 +159,11 @@ def variant(name: str) -> tuple[str, int, bool]:
 
 def run_ours(plan: dict) -> dict:
     from langshift import models
+    from langshift.fingerprints import weights_fingerprint
     from langshift.records import load_records
     from langshift.train.encode import Encoder
     from langshift.train.logps import install_logps_forward
-    from langshift.train.objectives import METHODS
+    from langshift.train.objectives import METHODS, Hyper
     from langshift.train.params import select_trainable
     from langshift.train.reference import ReferenceCache, reference_logps
     from langshift.train.trainer import (
@@ -186,8 +187,10 @@ def run_ours(plan: dict) -> dict:
 
     t0, c0 = time.perf_counter(), time.process_time()
 
+    model_key = weights_fingerprint(model)  # timed with the pass, as the recipe computes it once too
+
     def ref_fn(seqs):
-        return reference_logps(model, seqs, cache, pad_id=tok.pad_token_id, progress=False)
+        return reference_logps(model, seqs, cache, model_key=model_key, pad_id=tok.pad_token_id, progress=False)
 
     units = build_units(records, encoder, method)
     if method.needs_ref:
@@ -211,9 +214,7 @@ def run_ours(plan: dict) -> dict:
         data_collator=UnitCollator(tok.pad_token_id),
         processing_class=tok,
         method=method,
-        lam=0.5,
-        beta=0.1,
-        nll_on="target",
+        hyper=Hyper(lam=0.5, beta=0.1, nll_on="target"),
     )
     return {
         **_train_and_measure(trainer, model, base, exact, t_ref, c0),

@@ -1,13 +1,14 @@
 """The experiment runner: config validation, stage keys, skip/resume, and the demo config end to end."""
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from langshift.experiment import load_experiment, plan, run_experiment
 from langshift.files import InputError
-from langshift.runner import load_experiment, plan, run_experiment
 
 DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
 
@@ -43,13 +44,13 @@ def test_config_errors_name_the_key(tmp_path, change, field):
 
 def test_quick_and_set_overrides(tmp_path):
     exp = load_experiment(DEMO, quick=True, overrides=["eval.limit=3", "out=" + str(tmp_path)])
-    assert exp.sizes == [16] and exp.eval["limit"] == 3 and exp.out == str(tmp_path)
+    assert exp.sizes == [16] and exp.eval.limit == 3 and exp.out == str(tmp_path)
     with pytest.raises(InputError, match="KEY=VALUE"):
         load_experiment(DEMO, overrides=["eval.limit"])
 
 
 def _dirs(exp):
-    return {f"{s.kind}:{s.label}": s.directory(Path(exp.out)) for s, _ in plan(exp, Path(exp.out))}
+    return {f"{s.kind}:{s.label}": s.directory(Path(exp.out)) for s in plan(exp, Path(exp.out))}
 
 
 def test_stage_keys_follow_their_inputs(tmp_path):
@@ -105,7 +106,7 @@ def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, mo
     exp = load_experiment(DEMO, quick=True, overrides=overrides)
     assert exp.jobs == 2
     root = run_experiment(exp, progress=False)
-    stages = {s.directory(root): s for s, _ in plan(exp, root)}
+    stages = {s.directory(root): s for s in plan(exp, root)}
     info = {d: json.loads((d / "stage.json").read_text()) for d in stages}
     logs = sorted(p.name for p in (root / "logs").glob("*.log"))
     assert len(logs) == len(stages) == 6  # every stage ran in a child process
@@ -126,14 +127,17 @@ def test_a_failed_child_stage_names_itself_and_shows_its_log(tmp_path, monkeypat
     assert not list(tmp_path.glob("eval/*/stage.json")) and not list(tmp_path.glob("train/*/stage.json"))
 
 
-def test_parent_view_reads_a_childs_last_progress(tmp_path):
-    from langshift.runner import _last_progress
+def test_parent_view_reads_a_childs_progress_channel(tmp_path, monkeypatch):
+    """A child's bars and training steps reach the parent through the channel file, not its terminal."""
+    from langshift import progress
 
-    log = tmp_path / "child.log"
-    log.write_bytes(b"Loading weights: 100%|###| 272/272 [00:00<00:00]\n"
-                    b"generate:  33%|###   | 8/24 [00:08<00:17,  1.09s/prompt]\r"
-                    b"generate:  67%|######| 16/24 [00:16<00:07,  1.00prompt/s]\r")
-    assert _last_progress(log) == "generate 16/24 ETA 00:07"
-    log.write_text(" 25%|##        | 2/8 [02:14<06:32, 65.44s/it]\r")
-    assert _last_progress(log) == "steps 2/8 ETA 06:32"
-    assert _last_progress(tmp_path / "missing.log") == ""
+    channel = tmp_path / "child.progress.json"
+    assert progress.read_progress(channel) == ""  # nothing reported yet
+    monkeypatch.setenv(progress.ENV, str(channel))
+    monkeypatch.setattr(progress, "_EVERY", 0.0)
+    with progress.progress_bar(total=24, desc="generate", unit="prompt", file=io.StringIO()) as bar:
+        bar.update(16)
+        assert progress.read_progress(channel).startswith("generate 16/24 ")
+        assert "prompt/s ETA " in progress.read_progress(channel)
+    progress.report_steps(2, 8, elapsed=10.0)
+    assert progress.read_progress(channel) == "steps 2/8 0.2 step/s ETA 00:30"

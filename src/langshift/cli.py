@@ -6,8 +6,8 @@ import typer
 
 from langshift.data.cli import app as data_app
 from langshift.eval.cli import app as eval_app
+from langshift.experiment.cli import run
 from langshift.report.cli import report
-from langshift.runner import run
 from langshift.train.cli import train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)

@@ -19,5 +19,10 @@ def user_errors(fn):
         except (InputError, ValueError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except RuntimeError as e:  # an expected failure that says so (e.g. a stage that failed): its own code
+            if getattr(e, "exit_code", None) is None:
+                raise
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
 
     return wrapper

@@ -121,6 +121,17 @@ def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_
     return model
 
 
+def causal_lm(model):
+    """The transformers *ForCausalLM inside PEFT or accelerate/DDP wrappers."""
+    while True:
+        if hasattr(model, "get_base_model"):  # peft.PeftModel
+            model = model.get_base_model()
+        elif hasattr(model, "module"):  # DDP
+            model = model.module
+        else:
+            return model
+
+
 def load(model: str | os.PathLike, gguf_file: str | None = None, **kw):
     """(model, tokenizer) from any `--model` form."""
     spec = resolve_model(model, gguf_file)

@@ -10,11 +10,12 @@ or a hub dataset name with the same columns is accepted too. Every problem is re
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from langshift.files import InputError, iter_jsonl, write_jsonl
+from langshift.files import InputError, atomic_dir, iter_jsonl, write_jsonl
 from langshift.languages import UnknownLanguageError, canonical_code
 
 TEXT_FIELDS = ("en_prompt", "en_response", "tgt_prompt", "tgt_response")
@@ -76,9 +77,19 @@ def load_jsonl_records(path: str | os.PathLike, lang: str | None = None) -> list
     return _check_set([(i, validate_record(o, file=path, line=i)) for i, o in iter_jsonl(path)], path, lang)
 
 
+def _from_row(row: dict, name: str, line: int) -> Record:
+    row = dict(row)
+    if isinstance(row.get("meta"), str):  # save_dataset_dir stores meta as JSON text (see there)
+        try:
+            row["meta"] = json.loads(row["meta"])
+        except json.JSONDecodeError:
+            raise InputError(name, "not a JSON object", line=line, field="meta") from None
+    return validate_record(row, file=name, line=line)
+
+
 def _rows_from_dataset(ds, name: str, lang):
     # `line` is the 1-based row index for datasets: still points the user at the bad row.
-    return _check_set([(i, validate_record(dict(row), file=name, line=i)) for i, row in enumerate(ds, 1)], name, lang)
+    return _check_set([(i, _from_row(row, name, i)) for i, row in enumerate(ds, 1)], name, lang)
 
 
 def load_records(source: str | os.PathLike, lang: str | None = None, split: str = "train") -> list[Record]:
@@ -106,3 +117,23 @@ def load_records(source: str | os.PathLike, lang: str | None = None, split: str 
 
 def save_records(path: str | os.PathLike, records: list[Record]) -> Path:
     return write_jsonl(path, (r.to_dict() for r in records))
+
+
+def save_dataset_dir(path: str | os.PathLike, records: list[Record]) -> Path:
+    """The same records as a `datasets.DatasetDict` (train, and validation when any record's meta.split
+    says so), written under a temporary name and renamed into place.
+
+    `meta` is stored as JSON text: Arrow wants one type per column across rows, and free-form meta
+    (oasst1 ids, categories, filter reasons) has none; `load_records` decodes it back."""
+    import datasets
+
+    path = Path(path)
+    splits = {}
+    for split in ("train", "validation"):
+        rows = [{**r.to_dict(), "meta": json.dumps(r.meta, ensure_ascii=False, sort_keys=True)}
+                for r in records if r.meta.get("split", "train") == split]
+        if rows:
+            splits[split] = datasets.Dataset.from_list(rows)
+    with atomic_dir(path) as tmp:
+        datasets.DatasetDict(splits).save_to_disk(str(tmp))
+    return path

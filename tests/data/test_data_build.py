@@ -12,7 +12,7 @@ from langshift.data.filters import FilterConfig
 from langshift.data.seed import demo_english
 from langshift.data.translators import make_translator
 from langshift.files import InputError
-from langshift.records import load_records
+from langshift.records import Record, load_records
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 KEEP_ALL = FilterConfig(
@@ -164,10 +164,10 @@ def test_bad_input_names_file_line_field(tmp_path):
 
 
 def test_split_by_group_is_seeded_and_grouped():
-    recs = [{"id": f"r{i}", "meta": {"prompt_id": f"p{i // 3}"}} for i in range(30)]
+    recs = [Record(f"r{i}", "sw", "x", "y", "x", "y", meta={"prompt_id": f"p{i // 3}"}) for i in range(30)]
     train, val = split_by_group(recs, 0.2, seed=1)
     assert len(val) == 6 and len(train) == 24
-    assert {r["meta"]["prompt_id"] for r in val}.isdisjoint({r["meta"]["prompt_id"] for r in train})
+    assert {r.meta["prompt_id"] for r in val}.isdisjoint({r.meta["prompt_id"] for r in train})
     assert split_by_group(recs, 0.2, seed=1) == (train, val)
     assert split_by_group(recs, 0.2, seed=2) != (train, val)
     assert split_by_group(recs, 0.0, seed=1) == (recs, [])

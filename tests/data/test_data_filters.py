@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from langshift.data.filters import FilterConfig, apply_filters, check_record, detect_language, loop_length
+from langshift.records import Record
 
 EN_PROMPT = "Can you help me write a short letter to my friend about my holiday at the coast?"
 EN_RESPONSE = (
@@ -23,15 +24,7 @@ DE_RESPONSE = (
 
 
 def rec(rid, tgt_prompt=SW_PROMPT, tgt_response=SW_RESPONSE, en_prompt=EN_PROMPT, en_response=EN_RESPONSE):
-    return {
-        "id": rid,
-        "lang": "sw",
-        "en_prompt": en_prompt,
-        "en_response": en_response,
-        "tgt_prompt": tgt_prompt,
-        "tgt_response": tgt_response,
-        "meta": {},
-    }
+    return Record(rid, "sw", en_prompt, en_response, tgt_prompt, tgt_response)
 
 
 CASES = {
@@ -73,7 +66,7 @@ def test_each_filter_fires_with_its_reason(name):
 def test_counts_per_reason_and_rejects_marked():
     records = [c[0] for c in CASES.values()]
     kept, rejected, report = apply_filters(records, "sw")
-    assert [r["id"] for r in kept] == ["good", "code"]
+    assert [r.id for r in kept] == ["good", "code"]
     assert report.total == 7 and report.kept == 2 and report.rejected == 5
     assert report.reasons == {
         "empty": 1,
@@ -83,8 +76,8 @@ def test_counts_per_reason_and_rejects_marked():
         "repetition": 1,
     }
     assert report.by_field["prompt:untranslated"] == 1 and report.by_field["response:wrong_language"] == 1
-    copy = next(r for r in rejected if r["id"] == "copy")
-    assert copy["meta"]["filter_reasons"] == ["prompt:untranslated", "prompt:wrong_language"]
+    copy = next(r for r in rejected if r.id == "copy")
+    assert copy.meta["filter_reasons"] == ["prompt:untranslated", "prompt:wrong_language"]
 
 
 def test_cld2_detector_and_lingua_restricted_to_candidates():

@@ -111,24 +111,23 @@ def test_combine_is_fastchats_rule():
 
 def test_win_rate_counts_ties_half_and_reports_invalid():
     got = win_rate([1.0, 1.0, 0.5, 0.0, None])
-    assert got["n"] == 4 and got["invalid"] == 1
+    assert got["metrics"]["win_rate"]["n"] == 4 and got["invalid"] == 1
     assert (got["wins"], got["ties"], got["losses"]) == (2, 1, 1)
-    assert got["win_rate"] == 0.625
+    assert got["metrics"]["win_rate"]["value"] == 0.625
     # sample variance: (2*0.375^2 + 0.125^2 + 0.625^2) / 3 = 0.6875 / 3; stderr = sqrt(var / 4)
-    assert got["win_rate_stderr"] == pytest.approx(math.sqrt(0.6875 / 3 / 4), abs=1e-12)
+    assert got["metrics"]["win_rate"]["stderr"] == pytest.approx(math.sqrt(0.6875 / 3 / 4), abs=1e-12)
 
 
 def test_win_rate_paper_scale():
     # 805 items at 50%: the paper's ±1.76 points.
     got = win_rate([1.0] * 402 + [0.0] * 402 + [0.5])
-    assert got["win_rate"] == pytest.approx(0.5) and round(100 * got["win_rate_stderr"], 2) == 1.76
+    wr = got["metrics"]["win_rate"]
+    assert wr["value"] == pytest.approx(0.5) and round(100 * wr["stderr"], 2) == 1.76
 
 
 def test_win_rate_all_invalid():
     assert win_rate([None, None]) == {
-        "win_rate": None,
-        "win_rate_stderr": None,
-        "n": 0,
+        "metrics": {"win_rate": {"value": None, "stderr": None, "n": 0}},
         "wins": 0,
         "ties": 0,
         "losses": 0,
@@ -254,7 +253,7 @@ def test_judge_against_a_real_server_caches_and_accounts(llm_server, tmp_path):
     assert res.exit_code == 0, res.output
     again = json.loads((out / "results.json").read_text())["alpaca"]["sw"]
     assert again["usage"]["this_run"]["requests"] == 0 and again["cached_judgments"] == 4
-    keep = ("win_rate", "win_rate_stderr", "n", "wins", "ties", "losses", "invalid", "unparsable_judgments")
+    keep = ("metrics", "wins", "ties", "losses", "invalid", "unparsable_judgments")
     assert {k: again[k] for k in keep} == {k: full[k] for k in keep}
     assert [json.loads(line)["judgments"] for line in (out / "alpaca.sw.jsonl").read_text().splitlines()] == [
         it["judgments"] for it in full["items"]
@@ -273,10 +272,10 @@ def test_judge_against_a_real_server_caches_and_accounts(llm_server, tmp_path):
     # Accounting: every judgment is parsed or counted as unparsable; every pair scored or invalid.
     parsed = sum(j["parsed"] is not None for it in full["items"] for j in it["judgments"])
     assert parsed + full["unparsable_judgments"] == 4
-    assert full["n"] + full["invalid"] == 2
+    assert full["metrics"]["win_rate"]["n"] + full["invalid"] == 2
     assert full["invalid"] == sum(any(j["parsed"] is None for j in it["judgments"]) for it in full["items"])
-    if full["n"]:
-        assert 0.0 <= full["win_rate"] <= 1.0
+    if full["metrics"]["win_rate"]["n"]:
+        assert 0.0 <= full["metrics"]["win_rate"]["value"] <= 1.0
     written = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert [w["id"] for w in written] == ["q1", "q2"] and written[1]["output_a"] == INJECTION
     assert all(j["raw"] is not None for w in written for j in w["judgments"])

@@ -136,8 +136,9 @@ def test_shared_context_equals_naive_scoring(family, lang, data_file, tiny_llama
         assert row["pred"] == max(range(4), key=lambda k: expected[k]) and row["gold"] == item["answer"]
     correct = [r["correct"] for r in rows]
     p = sum(correct) / len(correct)
-    assert result["n"] == 6 and result["accuracy"] == pytest.approx(p)
-    assert result["stderr"] == pytest.approx((p * (1 - p) / (len(correct) - 1)) ** 0.5)
+    acc = result["metrics"]["accuracy"]
+    assert acc["n"] == 6 and acc["value"] == pytest.approx(p)
+    assert acc["stderr"] == pytest.approx((p * (1 - p) / (len(correct) - 1)) ** 0.5)
 
 
 def test_passage_is_computed_once_per_group(tiny, data_file):
@@ -183,7 +184,7 @@ def test_peer_check_against_lm_eval(tiny, data_file, tmp_path):
     assert theirs["n"] == len(mine) == 6
     for a, b in zip(mine, theirs["loglik"], strict=True):
         assert a == pytest.approx(b, abs=1e-4)
-    assert ours["accuracy"] == theirs["accuracy"]
+    assert ours["metrics"]["accuracy"]["value"] == theirs["accuracy"]
 
 
 def test_cli_belebele(tiny_llama, data_file, tmp_path):
@@ -211,8 +212,9 @@ def test_cli_belebele(tiny_llama, data_file, tmp_path):
         assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert saved["model"] == str(tiny_llama)
-    assert saved["belebele"]["sw"]["n"] == saved["belebele"]["ko"]["n"] == 4
-    assert 0 <= saved["belebele"]["ko"]["accuracy"] <= 1 and "stderr" in saved["belebele"]["ko"]
+    sw, ko = (saved["belebele"][lang]["metrics"]["accuracy"] for lang in ("sw", "ko"))
+    assert sw["n"] == ko["n"] == 4
+    assert 0 <= ko["value"] <= 1 and ko["stderr"] is not None
     assert len(read_jsonl(out / "belebele.ko.jsonl")) == 4
     bad = CliRunner().invoke(
         app,

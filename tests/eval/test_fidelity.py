@@ -52,9 +52,10 @@ def test_detect_is_restricted_to_candidates_and_none_without_letters():
 def test_responses_in_the_expected_language_pass(lang):
     rows = [{"prompt": "q", "response": TEXTS[lang]}] * 3
     got = score_fidelity(rows, lang)
-    assert got["response_pass_rate"] == 1.0 and got["line_pass_rate"] == 1.0
-    assert got["response_pass_rate_n"] == 3 and got["line_pass_rate_n"] == 3 and got["line_excluded"] == 0
-    assert got["line_accuracy"] == 1.0 and got["line_accuracy_n"] == 6
+    m = got["metrics"]
+    assert m["response_pass_rate"]["value"] == 1.0 and m["line_pass_rate"]["value"] == 1.0
+    assert m["response_pass_rate"]["n"] == 3 and m["line_pass_rate"]["n"] == 3 and got["line_excluded"] == 0
+    assert m["line_accuracy"]["value"] == 1.0 and m["line_accuracy"]["n"] == 6
     assert got["detected_as"] == {lang: 3}
 
 
@@ -69,16 +70,17 @@ def test_one_english_line_in_a_swahili_answer_fails_lpr_but_not_the_whole():
     items = got["items"]
     assert items[0]["detected"] == "sw" and items[0]["response_pass"] is True  # mostly Swahili as a whole
     assert items[0]["line_langs"] == ["sw", "sw", "sw", "en"] and items[0]["line_pass"] is False
-    assert got["response_pass_rate"] == 1.0
-    assert got["line_pass_rate"] == 0.5
+    m = got["metrics"]
+    assert m["response_pass_rate"]["value"] == 1.0
+    assert m["line_pass_rate"]["value"] == 0.5
     # two 0/1 outcomes {1, 0}: sample sd = sqrt(0.5), stderr = sqrt(0.5 / 2) = 0.5
-    assert got["line_pass_rate_stderr"] == pytest.approx(0.5)
-    assert got["line_accuracy"] == pytest.approx(5 / 6)
+    assert m["line_pass_rate"]["stderr"] == pytest.approx(0.5)
+    assert m["line_accuracy"]["value"] == pytest.approx(5 / 6)
 
 
 def test_english_answer_to_swahili_prompt_fails_both():
     got = score_fidelity([{"prompt": "Habari?", "response": TEXTS["en"]}], "sw")
-    assert got["response_pass_rate"] == 0.0 and got["line_pass_rate"] == 0.0
+    assert got["metrics"]["response_pass_rate"]["value"] == 0.0 and got["metrics"]["line_pass_rate"]["value"] == 0.0
     assert got["detected_as"] == {"en": 1}
 
 
@@ -98,7 +100,7 @@ def test_code_blocks_urls_and_short_lines_are_not_counted():
         "Unaweza kusoma zaidi kwenye tovuti hii   kwa maelezo kamili.",
     ]
     got = score_fidelity([{"prompt": "q", "response": response}], "sw")
-    assert got["line_pass_rate"] == 1.0 and got["items"][0]["counted_lines"] == 2
+    assert got["metrics"]["line_pass_rate"]["value"] == 1.0 and got["items"][0]["counted_lines"] == 2
 
 
 def test_unclosed_code_fence_hides_the_rest():
@@ -122,8 +124,9 @@ def test_responses_without_counted_lines_are_excluded_from_lpr():
         {"prompt": "q", "response": TEXTS["sw"]},
     ]
     got = score_fidelity(rows, "sw")
-    assert got["line_pass_rate_n"] == 1 and got["line_excluded"] == 3 and got["line_pass_rate"] == 1.0
-    assert got["n"] == 4 and got["response_pass_rate_n"] == 4
+    m = got["metrics"]
+    assert m["line_pass_rate"]["n"] == 1 and got["line_excluded"] == 3 and m["line_pass_rate"]["value"] == 1.0
+    assert m["response_pass_rate"]["n"] == 4
     # the empty and code-only responses have no prose: detected as "none" and they fail
     assert got["detected_as"]["none"] == 2
     assert [it["line_pass"] for it in got["items"]] == [None, None, None, True]
@@ -144,11 +147,12 @@ def test_cli_contract_keys(tmp_path):
     res = CliRunner().invoke(app, ["fidelity", "--responses", str(path), "--lang", "sw", "--out", str(out)])
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
-    assert results["fidelity"]["response_pass_rate"] == 0.5
-    assert results["fidelity"]["line_pass_rate"] == 0.5
-    assert math.isclose(results["fidelity"]["response_pass_rate_stderr"], 0.5)
-    assert results["fidelity"]["response_pass_rate_n"] == 2
-    assert len((out / "fidelity.items.jsonl").read_text().splitlines()) == 2
+    m = results["fidelity"]["sw"]["metrics"]  # results[task][lang], as every eval command writes
+    assert m["response_pass_rate"]["value"] == 0.5
+    assert m["line_pass_rate"]["value"] == 0.5
+    assert math.isclose(m["response_pass_rate"]["stderr"], 0.5)
+    assert m["response_pass_rate"]["n"] == 2
+    assert len((out / "fidelity.sw.jsonl").read_text().splitlines()) == 2
 
 
 def test_bad_lines_name_file_line_and_field(tmp_path):

@@ -158,11 +158,12 @@ def test_regenerations_and_accounting(data_file, tmp_path):
     )
     assert calls == [(7, ["q0", "q1", "q2", "q3"]), (8, ["q1", "q2"]), (9, ["q2"]), (10, ["q2"])]
     assert result["regenerations"] == 4
-    assert result["accuracy"] == 0.5 and result["n"] == 4 and result["extraction_failure_rate"] == 0.25
-    assert result["stderr"] == pytest.approx((0.25 / 3) ** 0.5)
-    assert result["per_subject"]["high_school_biology"] == {"accuracy": 1.0, "stderr": 0.0, "n": 2}
-    assert result["per_category"]["humanities"]["accuracy"] == 0.0  # world_religions: q2, no answer
-    assert result["per_category"]["STEM"] == {"accuracy": 1.0, "stderr": 0.0, "n": 2}
+    acc = result["metrics"]["accuracy"]
+    assert acc["value"] == 0.5 and acc["n"] == 4 and result["extraction_failure_rate"] == 0.25
+    assert acc["stderr"] == pytest.approx((0.25 / 3) ** 0.5)
+    assert result["per_subject"]["high_school_biology"] == {"value": 1.0, "stderr": 0.0, "n": 2}
+    assert result["per_category"]["humanities"]["value"] == 0.0  # world_religions: q2, no answer
+    assert result["per_category"]["STEM"] == {"value": 1.0, "stderr": 0.0, "n": 2}
     rows = {r["id"]: r for r in read_jsonl(tmp_path / "mmmlu.sw.jsonl")}
     assert rows["q2"]["pred"] is None and rows["q2"]["attempts"] == 4 and rows["q2"]["correct"] == 0
     assert rows["q1"]["pred"] == "B" and rows["q1"]["attempts"] == 2 and rows["q3"]["pred"] == "A"
@@ -194,12 +195,12 @@ def test_tiny_model_end_to_end(tiny_llama, data_file, tmp_path):
     )
     rows = read_jsonl(tmp_path / "mmmlu.sw.jsonl")
     failed = [r for r in rows if r["pred"] is None]
-    assert result["n"] == 3 and result["extraction_failure_rate"] == len(failed) / 3
+    assert result["metrics"]["accuracy"]["n"] == 3 and result["extraction_failure_rate"] == len(failed) / 3
     assert failed, "a random model should not follow the answer format"
     generated = read_jsonl(tmp_path / "mmmlu.sw.gen.jsonl")
     assert result["regenerations"] == sum(r["attempts"] - 1 for r in generated) >= len(failed)
     assert all(r["attempts"] == 2 and r["correct"] == 0 for r in failed)
-    assert result["accuracy"] == sum(r["correct"] for r in rows) / 3
+    assert result["metrics"]["accuracy"]["value"] == sum(r["correct"] for r in rows) / 3
     # Resume: everything is on disk, so a rerun reads it back and gives the same result.
     assert (
         evaluate_mmmlu(model, tok, items, "sw", out_dir=tmp_path, max_new_tokens=6, retries=1, batch_size=3)
@@ -234,10 +235,10 @@ def test_cli_mmmlu(tiny_llama, data_file, tmp_path):
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())["mmmlu"]["en"]
-    assert saved["n"] == 4 and set(saved["per_category"]) <= {
+    assert saved["metrics"]["accuracy"]["n"] == 4 and set(saved["per_category"]) <= {
         "STEM",
         "humanities",
         "social sciences",
         "other",
     }
-    assert {"accuracy", "stderr", "extraction_failure_rate", "regenerations", "per_subject"} <= set(saved)
+    assert {"metrics", "extraction_failure_rate", "regenerations", "per_subject"} <= set(saved)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 
-from langshift.eval.suite import EvalConfig, JudgeConfig, evaluate, load_prompts, model_fingerprint
+from langshift.eval.config import EvalConfig, JudgeConfig
+from langshift.eval.suite import evaluate, load_prompts
 from langshift.files import InputError, read_jsonl, write_jsonl
+from langshift.fingerprints import weight_files_fingerprint as model_fingerprint
 
 SW_ANSWER = "Mto unapita polepole katikati ya mji wa zamani.\nWatu wengi hutembea kando yake kila jioni."
 
@@ -123,11 +126,12 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
         assert list(saved[task]) == ["sw", "en"], task
     for lang in ("sw", "en"):
         fid = saved["fidelity"][lang]
-        assert fid["response_pass_rate_n"] == 2 and 0 <= fid["response_pass_rate"] <= 1
-        assert fid["response_pass_rate_stderr"] is not None and sum(fid["detected_as"].values()) == 2
+        rate = fid["metrics"]["response_pass_rate"]
+        assert rate["n"] == 2 and 0 <= rate["value"] <= 1
+        assert rate["stderr"] is not None and sum(fid["detected_as"].values()) == 2
         for task in ("belebele", "mmmlu"):
-            r = saved[task][lang]
-            assert r["n"] == 2 and 0 <= r["accuracy"] <= 1 and r["stderr"] >= 0
+            r = saved[task][lang]["metrics"]["accuracy"]
+            assert r["n"] == 2 and 0 <= r["value"] <= 1 and r["stderr"] >= 0
     assert saved["alpaca"] == {} and "judge" in saved["skipped"]["alpaca"]
     assert saved["meta"]["langs"] == ["sw", "en"] and saved["meta"]["config"]["lang"] == "sw"
 
@@ -146,11 +150,11 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
     for title in ("## BELEBELE", "## MMMLU", "## Language fidelity", "## AlpacaEval"):
         assert title in report
     rows = [line for line in report.splitlines() if line.startswith("| ")]
-    assert sum(r.startswith("| Target (sw) |") for r in rows) == 3  # fidelity, belebele, mmmlu
-    assert sum(r.startswith("| English (en) |") for r in rows) == 3
-    assert "| Category | Target (sw) | English (en) |" in report  # MMMLU per category
-    acc = 100 * saved["belebele"]["sw"]["accuracy"]
-    assert f"| Target (sw) | {acc:.1f} ± " in report
+    assert sum(r.startswith("| Target (sw) ") for r in rows) == 3  # fidelity, belebele, mmmlu
+    assert sum(r.startswith("| English (en) ") for r in rows) == 3
+    assert re.search(r"\| Category +\| Target \(sw\) +\| English \(en\) +\|", report)  # MMMLU per category
+    acc = 100 * saved["belebele"]["sw"]["metrics"]["accuracy"]["value"]
+    assert re.search(rf"\| Target \(sw\) +\| {acc:.1f} ± ", report)
     assert "_skipped: needs both a judge" in report
 
     png = (out / "results.png").read_bytes()
@@ -162,8 +166,8 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
     before = (out / "responses.sw.jsonl").read_bytes()
     again = evaluate(_config(tiny_llama, out, data))
     assert (out / "responses.sw.jsonl").read_bytes() == before
-    assert again["fidelity"]["sw"]["response_pass_rate"] == 1.0
-    assert again["fidelity"]["sw"]["line_pass_rate"] == 1.0
+    assert again["fidelity"]["sw"]["metrics"]["response_pass_rate"]["value"] == 1.0
+    assert again["fidelity"]["sw"]["metrics"]["line_pass_rate"]["value"] == 1.0
     assert again["belebele"] == state["belebele"] and again["mmmlu"] == state["mmmlu"]
     assert not any(k.startswith(("generate.", "belebele.", "mmmlu.")) for k in again["meta"]["seconds"])
 
@@ -179,9 +183,9 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
 def test_changed_limit_reruns_the_model_task(tiny_llama, tmp_path, data):
     out = tmp_path / "run"
     first = evaluate(_config(tiny_llama, out, data, tasks="belebele", english=False, limit=1))
-    assert first["belebele"]["sw"]["n"] == 1 and list(first["belebele"]) == ["sw"]
+    assert first["belebele"]["sw"]["metrics"]["accuracy"]["n"] == 1 and list(first["belebele"]) == ["sw"]
     second = evaluate(_config(tiny_llama, out, data, tasks="belebele", english=False, limit=2))
-    assert second["belebele"]["sw"]["n"] == 2 and "belebele.sw" in second["meta"]["seconds"]
+    assert second["belebele"]["sw"]["metrics"]["accuracy"]["n"] == 2 and "belebele.sw" in second["meta"]["seconds"]
 
 
 def test_config_from_dict_validates():
@@ -194,14 +198,16 @@ def test_config_from_dict_validates():
             "judge": {"model": "smollm2", "base_url": "http://x/v1", "api_key_env": None},
         }
     )
-    assert cfg.lang == "sw" and cfg.tasks == ("fidelity", "alpaca") and cfg.langs == ["sw", "en"]
+    assert cfg.lang == "sw" and cfg.tasks == ["fidelity", "alpaca"] and cfg.langs == ["sw", "en"]
     assert isinstance(cfg.judge, JudgeConfig) and cfg.judge.api_key_env is None
-    with pytest.raises(ValueError, match="unknown key.*tempreature"):
+    with pytest.raises(ValueError, match="field 'tempreature': unknown key"):
         EvalConfig.from_dict({"model": "m", "lang": "sw", "out": "o", "tempreature": 1})
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match=r"field 'tasks\[1\]': Input should be 'fidelity', .*got 'mmlu'"):
         EvalConfig.from_dict({"model": "m", "lang": "sw", "out": "o", "tasks": ["fidelity", "mmlu"]})
-    with pytest.raises(ValueError, match="unknown key.*modle"):
+    with pytest.raises(ValueError, match="field 'judge.modle': unknown key"):
         EvalConfig.from_dict({"model": "m", "lang": "sw", "out": "o", "judge": {"modle": "x"}})
+    with pytest.raises(ValueError, match="field 'batch_size': Input should be greater than or equal to 1, got -1"):
+        EvalConfig.from_dict({"model": "m", "lang": "sw", "out": "o", "batch_size": -1})
 
 
 def test_load_prompts_shapes(tmp_path, data):
@@ -289,7 +295,7 @@ def test_run_cli_with_judge_and_baseline(tiny_llama, tmp_path, data, llm_server)
     r = saved["alpaca"]["sw"]
     assert (
         r["judgments"] == 2
-        and r["n"] + r["invalid"] == 1
+        and r["metrics"]["win_rate"]["n"] + r["invalid"] == 1
         and (r["model_a"], r["model_b"]) == ("clo", "baseline")
     )
     assert r["usage"]["this_run"]["requests"] == 2
@@ -305,10 +311,10 @@ def test_run_cli_with_judge_and_baseline(tiny_llama, tmp_path, data, llm_server)
     assert again["alpaca"]["sw"]["usage"]["all_runs"]["requests"] == 2
 
 
-def test_run_cli_requires_model_lang_out(tmp_path):
+def test_run_cli_requires_lang_and_out(tmp_path):
     from typer.testing import CliRunner
 
     from langshift.eval.cli import app
 
-    res = CliRunner().invoke(app, ["run", "--lang", "sw", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "--model is required" in res.output
+    res = CliRunner().invoke(app, ["run", "--model", "m", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "field 'lang': missing" in res.output

@@ -18,7 +18,7 @@ from langshift.records import Record
 from langshift.testing.tiny import make_tiny_model
 from langshift.train.encode import Encoder, pad_batch
 from langshift.train.logps import completion_logps
-from langshift.train.objectives import METHODS, dpo_loss, pair_stats
+from langshift.train.objectives import METHODS, Hyper, dpo_loss, pair_stats
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
@@ -147,14 +147,12 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
     assert pi_l.mean().item() == pytest.approx(trl_metrics["logps/rejected"], rel=1e-5)
 
     # The engine's DPO method (what `--method dpo` trains on) gives the same number from the same units.
-    method_loss, method_metrics = METHODS["dpo"].loss(
+    method_loss, method_metrics = METHODS["dpo"].objective(
         torch.stack([pi_w, pi_l], 1),
         torch.stack([ref_w, ref_l], 1),
         torch.tensor([[len(w.ids) - w.prompt_len, len(rej.ids) - rej.prompt_len] for w, rej in pairs]),
         ["en", "tgt"] * len(RECORDS),
-        lam=0.5,
-        beta=BETA,
-        nll_on="target",
+        Hyper(lam=0.5, beta=BETA, nll_on="target"),
     )
     assert method_loss.item() == pytest.approx(trl_loss, abs=1e-4)
     both_sides = (method_metrics["en/reward_chosen"] + method_metrics["tgt/reward_chosen"]).item() / 2

@@ -23,17 +23,17 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from langshift.data.cache import TranslationCache
 from langshift.data.filters import FilterConfig, apply_filters
 from langshift.data.segment import segment
 from langshift.data.translators import Translator
-from langshift.files import InputError, atomic_write_text, iter_jsonl, write_json, write_jsonl
+from langshift.files import InputError, atomic_write_text, iter_jsonl, write_json
 from langshift.languages import get_language
-from langshift.records import validate_record
+from langshift.progress import progress_bar
+from langshift.records import Record, save_dataset_dir, save_records, validate_record
 
 SRC = "en"
 CORE = ("id", "en_prompt", "en_response", "tgt_prompt", "tgt_response", "meta", "translations", "lang")
@@ -112,7 +112,7 @@ def translate_segments(
     order = sorted(set(texts), key=lambda s: (len(s), s))
     done = cache.get_many(translator.identity, SRC, lang, order)
     stats = {"unique_segments": len(order), "from_cache": len(done), "translated": 0}
-    bar = tqdm(
+    bar = progress_bar(
         total=len(order), initial=len(done), unit="seg", desc=f"translate {SRC}->{lang}", dynamic_ncols=True
     )
     for start in range(0, len(order), chunk_size):
@@ -130,12 +130,16 @@ def translate_segments(
     return done, stats
 
 
-def split_by_group(records: list[dict], val_size: float, seed: int) -> tuple[list[dict], list[dict]]:
+def _group(r: Record) -> str:
+    return str(r.meta.get("prompt_id") or r.id)
+
+
+def split_by_group(records: list[Record], val_size: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Validation = whole prompt groups (meta.prompt_id, else the id), shuffled with `seed`: two replies to
     one oasst1 prompt never straddle the split."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[Record]] = {}
     for r in records:
-        groups.setdefault(str(r["meta"].get("prompt_id") or r["id"]), []).append(r)
+        groups.setdefault(_group(r), []).append(r)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     want = round(val_size * len(records)) if len(records) > 1 else 0
@@ -148,43 +152,9 @@ def split_by_group(records: list[dict], val_size: float, seed: int) -> tuple[lis
             break
         val_keys.add(k)
         n_val += len(groups[k])
-    train = [r for r in records if str(r["meta"].get("prompt_id") or r["id"]) not in val_keys]
-    val = [r for r in records if str(r["meta"].get("prompt_id") or r["id"]) in val_keys]
+    train = [r for r in records if _group(r) not in val_keys]
+    val = [r for r in records if _group(r) in val_keys]
     return train, val
-
-
-def _arrow_meta(records: list[dict]) -> list[dict]:
-    """Arrow needs one type per meta key across rows: keep keys whose values share a scalar type,
-    JSON-encode the others."""
-    keys = sorted({k for r in records for k in r["meta"]})
-    mixed = set()
-    for k in keys:
-        types = {type(r["meta"][k]) for r in records if r["meta"].get(k) is not None}
-        if len(types) > 1 or not types <= {str, int, float, bool}:
-            mixed.add(k)
-    out = []
-    for r in records:
-        meta = {k: r["meta"].get(k) for k in keys}
-        for k in mixed:
-            meta[k] = None if meta[k] is None else json.dumps(meta[k], ensure_ascii=False)
-        out.append({**r, "meta": meta})
-    return out
-
-
-def save_dataset_dir(path: Path, train: list[dict], val: list[dict]) -> None:
-    import datasets
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    rows = _arrow_meta(train + val)
-    splits = {"train": datasets.Dataset.from_list(rows[: len(train)])}
-    if val:
-        splits["validation"] = datasets.Dataset.from_list(
-            rows[len(train) :], features=splits["train"].features
-        )
-    datasets.DatasetDict(splits).save_to_disk(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
 
 
 def build_dataset(
@@ -231,31 +201,18 @@ def build_dataset(
         tgt = [tuple(seg.reassemble([table[s] for s in seg.segments]) for seg in pair) for pair in segmented]
 
     described = translator.describe()
-    records = []
-    for r, (tp, tr) in zip(rows, tgt, strict=True):
-        meta = {**r["meta"], "translator": translator.backend, "translator_model": translator.model}
-        records.append(
-            {
-                "id": r["id"],
-                "lang": target.code,
-                "en_prompt": r["en_prompt"],
-                "en_response": r["en_response"],
-                "tgt_prompt": tp,
-                "tgt_response": tr,
-                "meta": meta,
-            }
-        )
-
+    records = [
+        Record(r["id"], target.code, r["en_prompt"], r["en_response"], tp, tr,
+               meta={**r["meta"], "translator": translator.backend, "translator_model": translator.model})
+        for r, (tp, tr) in zip(rows, tgt, strict=True)
+    ]
     cfg = filter_config or FilterConfig()
     kept, rejected, report = apply_filters(records, target.code, cfg, progress=True)
     train, val = split_by_group(kept, val_size, seed)
-    for r in train:
-        r["meta"]["split"] = "train"
-    for r in val:
-        r["meta"]["split"] = "validation"
-    final = train + val
+    final = [replace(r, meta={**r.meta, "split": split}) for part, split in ((train, "train"), (val, "validation"))
+             for r in part]
     for i, r in enumerate(final):  # the training engine's own validation must accept every record
-        validate_record(r, file=out / "records.jsonl", line=i + 1)
+        validate_record(r.to_dict(), file=out / "records.jsonl", line=i + 1)
 
     stats.update(
         kept=len(kept),
@@ -265,13 +222,13 @@ def build_dataset(
         seconds=round(time.time() - t0, 1),
     )
     report_d = report.as_dict()
-    write_jsonl(out / "records.jsonl", final)
+    save_records(out / "records.jsonl", final)
     if final:
-        save_dataset_dir(out / "dataset", train, val)
+        save_dataset_dir(out / "dataset", final)
     else:  # everything filtered out: no stale dataset from an earlier run may stay behind
         shutil.rmtree(out / "dataset", ignore_errors=True)
     if keep_filtered:
-        write_jsonl(out / "rejected.jsonl", rejected)
+        save_records(out / "rejected.jsonl", rejected)
     else:
         (out / "rejected.jsonl").unlink(missing_ok=True)
     write_json(out / "filter_report.json", {**report_d, "stats": stats})

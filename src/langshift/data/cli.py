@@ -11,9 +11,6 @@ from langshift.cli_support import user_errors
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
-
-
-
 @app.command()
 @user_errors
 def english(

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from difflib import SequenceMatcher
 from functools import lru_cache
 
 from langshift.data.segment import prose
 from langshift.languages import LANGUAGES, get_language
+from langshift.records import Record
 
 REASONS = ("empty", "untranslated", "wrong_language", "length_ratio", "repetition")
 
@@ -134,20 +135,20 @@ def field_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
     return reasons
 
 
-def check_record(rec: dict, lang: str, cfg: FilterConfig) -> dict[str, list[str]]:
-    """{"prompt": [...reasons], "response": [...]} for one record with en_/tgt_ prompt/response."""
-    return {f: field_reasons(rec[f"en_{f}"], rec[f"tgt_{f}"], lang, cfg) for f in ("prompt", "response")}
+def check_record(rec: Record, lang: str, cfg: FilterConfig) -> dict[str, list[str]]:
+    """{"prompt": [...reasons], "response": [...]} for one record."""
+    return {f: field_reasons(getattr(rec, f"en_{f}"), getattr(rec, f"tgt_{f}"), lang, cfg) for f in ("prompt", "response")}
 
 
-def apply_filters(records: list[dict], lang: str, cfg: FilterConfig | None = None, progress: bool = False):
+def apply_filters(records: list[Record], lang: str, cfg: FilterConfig | None = None, progress: bool = False):
     """-> (kept, rejected, report); each rejected record gets meta.filter_reasons."""
-    from tqdm.auto import tqdm
+    from langshift.progress import progress_bar
 
     cfg = cfg or FilterConfig()
     report = FilterReport(total=len(records), config=asdict(cfg))
     by_field: Counter = Counter()
     kept, rejected = [], []
-    for rec in tqdm(records, desc="filter", unit="rec", disable=not progress, dynamic_ncols=True):
+    for rec in progress_bar(records, desc="filter", unit="rec", disable=not progress, dynamic_ncols=True):
         found = check_record(rec, lang, cfg)
         reasons = sorted({r for rs in found.values() for r in rs}, key=REASONS.index)
         for f, rs in found.items():
@@ -155,15 +156,8 @@ def apply_filters(records: list[dict], lang: str, cfg: FilterConfig | None = Non
         if reasons:
             for r in reasons:
                 report.reasons[r] += 1
-            rejected.append(
-                {
-                    **rec,
-                    "meta": {
-                        **(rec.get("meta") or {}),
-                        "filter_reasons": [f"{f}:{r}" for f, rs in found.items() for r in rs],
-                    },
-                }
-            )
+            reasons_at = [f"{f}:{r}" for f, rs in found.items() for r in rs]
+            rejected.append(replace(rec, meta={**rec.meta, "filter_reasons": reasons_at}))
         else:
             kept.append(rec)
     report.kept, report.rejected, report.by_field = len(kept), len(rejected), dict(sorted(by_field.items()))

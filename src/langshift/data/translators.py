@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from langshift.files import atomic_dir, write_json
+from langshift.fingerprints import model_dir_identity
 from langshift.languages import Language, get_language
 from langshift.models import cache_dir
 
@@ -70,20 +71,6 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[in
     """Indices grouped into batches of similar length: less padding, fewer wasted decoder steps."""
     order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
     return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]
-
-
-def model_fingerprint(model: str) -> str:
-    """A cheap content identity for a local model dir (config + file names and sizes); the name itself
-    for a hub id. Rebuilding a different model at the same path then misses the cache, as it should."""
-    p = Path(model)
-    if not p.is_dir():
-        return model
-    h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
-        h.update(f"{f.relative_to(p)}:{f.stat().st_size}".encode())
-        if f.name == "config.json":
-            h.update(f.read_bytes())
-    return f"{p.name}@{h.hexdigest()[:12]}"
 
 
 # ------------------------------------------------------------------------- language-code families
@@ -159,7 +146,7 @@ class HFTranslator(Translator):
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.net = AutoModelForSeq2SeqLM.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
         self.family = tokenizer_family(self.tokenizer)
-        self.fingerprint = model_fingerprint(model)
+        self.fingerprint = model_dir_identity(model)
         self.truncated = 0
 
     @property
@@ -224,7 +211,7 @@ def convert(model: str, out_dir: str | os.PathLike, quantization: str = "int8", 
         write_json(tmp / CT2_SIDECAR, {
             "source": str(model),
             "quantization": quantization,
-            "fingerprint": model_fingerprint(str(model)),
+            "fingerprint": model_dir_identity(str(model)),
             "tokenizer_class": type(tok).__name__,
         })
     return out
@@ -256,7 +243,7 @@ class CT2Translator(Translator):
         if not (path / "model.bin").exists():
             # An HF model (hub id or dir): convert once into the cache, reuse afterwards.
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", str(model).strip("/"))[-80:]
-            target = cache_dir() / "ct2" / f"{slug}-{quantization}-{model_fingerprint(str(model))[-12:]}"
+            target = cache_dir() / "ct2" / f"{slug}-{quantization}-{model_dir_identity(str(model))[-12:]}"
             path = convert(str(model), target, quantization=quantization)
         self.path = path
         self.model, self.beam_size, self.max_length, self.batch_size = (
@@ -278,7 +265,7 @@ class CT2Translator(Translator):
         self.fingerprint = (
             json.loads(sidecar.read_text())["fingerprint"]
             if sidecar.exists()
-            else model_fingerprint(str(path))
+            else model_dir_identity(str(path))
         )
 
     @property

@@ -30,12 +30,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from langshift.eval.stats import mean_stderr
+from langshift.eval.stats import metric_value
 from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
 from langshift.languages import get_language
 from langshift.llm_client import ChatClient, LLMError
+from langshift.progress import progress_bar
 
 PROMPT_VERSION = "appC-json-v1"  # bump when the rendered prompt changes: old cache entries stop matching
 HUB_DATASET = "tatsu-lab/alpaca_eval"
@@ -200,11 +199,8 @@ def combine(verdict_1: str | None, verdict_2: str | None) -> float | None:
 def win_rate(scores: Sequence[float | None]) -> dict:
     """Win rate of A over B with its standard error; None scores are counted as invalid, not averaged."""
     valid = [s for s in scores if s is not None]
-    mean, stderr = mean_stderr(valid) if valid else (None, None)
     return {
-        "win_rate": mean,
-        "win_rate_stderr": stderr,
-        "n": len(valid),
+        "metrics": {"win_rate": metric_value(valid)},
         "wins": sum(s == 1.0 for s in valid),
         "ties": sum(s == 0.5 for s in valid),
         "losses": sum(s == 0.0 for s in valid),
@@ -332,7 +328,7 @@ def judge_pairwise(
                 futures = {
                     pool.submit(client.chat, msgs, **params): (i, order, key) for i, order, key, msgs in todo
                 }
-                bar = tqdm(
+                bar = progress_bar(
                     total=len(jobs),
                     initial=len(jobs) - len(todo),
                     desc=f"judge {lang}",
@@ -398,6 +394,25 @@ def judge_pairwise(
         "usage": {"this_run": usage, "all_runs": usage_all_runs},
         "items": items,
     }
+
+
+def run_task(ctx, lang: str) -> dict:
+    """The `alpaca` task: the suite's responses in `lang` against a baseline run's, judged pairwise."""
+    cfg = ctx.cfg
+    baseline = load_outputs(Path(cfg.baseline_responses) / f"responses.{lang}.jsonl")
+    judge = cfg.judge
+    client = ChatClient(base_url=judge.base_url, model=judge.model, api_key_env=judge.api_key_env or "",
+                        concurrency=judge.concurrency)
+    got = judge_pairwise(
+        [{"id": r["id"], "instruction": r["prompt"]} for r in ctx.responses[lang]],
+        {r["id"]: r["response"] for r in ctx.responses[lang]},
+        {k: v["response"] for k, v in baseline.items()},
+        lang, client, cache_path=ctx.out / "judge_cache.sqlite",
+        model_a=cfg.model_name or Path(cfg.model).name, model_b=cfg.baseline_name,
+        judgments_path=ctx.out / f"alpaca.{lang}.jsonl", max_tokens=judge.max_tokens, structured=judge.structured,
+    )
+    got.pop("items")
+    return got
 
 
 # -------------------------------------------------------------------------------------------- data

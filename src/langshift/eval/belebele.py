@@ -37,12 +37,12 @@ import os
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from langshift.eval.generate import encode_prompt
-from langshift.eval.stats import mean_stderr
+from langshift.eval.stats import metric_value
 from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
 from langshift.languages import get_language
+from langshift.progress import progress_bar
 
 HUB = "facebook/belebele"
 FIELDS = (
@@ -258,7 +258,7 @@ def score_requests(
         by_key.setdefault(key, []).append(i)
     groups = sorted(by_key.values(), key=lambda idx: -max(len(requests[i][0]) for i in idx))
     scores: list = [None] * len(requests)
-    with tqdm(total=len(requests), desc=desc, unit="item") as bar:
+    with progress_bar(total=len(requests), desc=desc, unit="item") as bar:
         while groups:
             batch, size = [], 0
             while groups and (not batch or size + len(groups[0]) <= batch_size):
@@ -314,7 +314,13 @@ def evaluate_belebele(
                 "correct": int(pred == item["answer"]),
             }
         )
-    accuracy, stderr = mean_stderr(r["correct"] for r in rows)
     if out_dir is not None:
         write_jsonl(Path(out_dir) / f"belebele.{code}.jsonl", rows)
-    return {"accuracy": accuracy, "stderr": stderr, "n": len(rows), "lang": code}
+    return {"metrics": {"accuracy": metric_value(r["correct"] for r in rows)}, "lang": code}
+
+
+def run_task(ctx, lang: str) -> dict:
+    """The `belebele` task: the config's items in `lang`, scored on the suite's model."""
+    items = load_belebele(ctx.cfg.belebele, lang, limit=ctx.cfg.limit)
+    model, tokenizer = ctx.model.get()
+    return evaluate_belebele(model, tokenizer, items, lang, out_dir=ctx.out, batch_size=ctx.cfg.batch_size)

@@ -24,15 +24,14 @@ Each rate comes with its standard error and n (0/1 outcomes: sqrt(p(1-p)/(n-1)) 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from langshift.eval import langid
-from langshift.eval.stats import mean_stderr
-from langshift.files import InputError, file_hash, iter_jsonl, write_json, write_jsonl
+from langshift.eval.stats import metric_value
+from langshift.files import InputError, file_hash, iter_jsonl, write_jsonl
 from langshift.languages import get_language
 
 MIN_WORDS = 5
@@ -103,18 +102,19 @@ def fidelity_items(
 
 
 def summarize(items: Sequence[dict], lang: str) -> dict:
-    """Rates with stderr and n, plus what the responses were detected as."""
-    resp = [float(it["response_pass"]) for it in items]
+    """The three rates (`metrics`, each value/stderr/n), plus what the responses were detected as."""
+    code = get_language(lang).code
     lpr = [float(it["line_pass"]) for it in items if it["line_pass"] is not None]
-    lines = [float(x == get_language(lang).code) for it in items for x in it["line_langs"]]
-    out = {"lang": get_language(lang).code}
-    for name, values in (("response_pass_rate", resp), ("line_pass_rate", lpr), ("line_accuracy", lines)):
-        mean, stderr = mean_stderr(values) if values else (None, None)
-        out[name], out[f"{name}_stderr"], out[f"{name}_n"] = mean, stderr, len(values)
-    out["line_excluded"] = len(items) - len(lpr)
-    out["n"] = len(items)
-    out["detected_as"] = dict(Counter(it["detected"] or "none" for it in items).most_common())
-    return out
+    return {
+        "metrics": {
+            "response_pass_rate": metric_value(float(it["response_pass"]) for it in items),
+            "line_pass_rate": metric_value(lpr),
+            "line_accuracy": metric_value(float(x == code) for it in items for x in it["line_langs"]),
+        },
+        "lang": code,
+        "line_excluded": len(items) - len(lpr),
+        "detected_as": dict(Counter(it["detected"] or "none" for it in items).most_common()),
+    }
 
 
 def score_fidelity(
@@ -147,21 +147,23 @@ def score_file(
     candidates: Iterable[str] | None = None,
     backend: str = "lingua",
 ) -> dict:
-    """Score a responses JSONL: per-response verdicts to `out_dir/fidelity.items.jsonl`, the summary to
-    `out_dir/results.json` under "fidelity" (other keys already there are kept). Returns the summary."""
+    """Score a responses JSONL: per-response verdicts to `out_dir/fidelity.<lang>.jsonl`; returns the
+    result (the caller files it in results.json)."""
     rows = read_responses(responses)
     if not rows:
         raise InputError(responses, "no responses to score")
     summary = score_fidelity(rows, lang, candidates=candidates, backend=backend)
-    out_dir = Path(out_dir)
-    write_jsonl(out_dir / "fidelity.items.jsonl", summary.pop("items"))
+    write_jsonl(Path(out_dir) / f"fidelity.{summary['lang']}.jsonl", summary.pop("items"))
     summary.update(
         responses=str(responses),
         responses_hash=file_hash(responses),
         candidates=list(langid.candidate_codes(candidates, lang, "en")),
     )
-    path = out_dir / "results.json"
-    results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    results["fidelity"] = summary
-    write_json(path, results)
     return summary
+
+
+def run_task(ctx, lang: str) -> dict:
+    """The `fidelity` task: score the suite's responses in `lang`; items to `fidelity.<lang>.jsonl`."""
+    scored = score_fidelity(ctx.responses[lang], lang)
+    write_jsonl(ctx.out / f"fidelity.{lang}.jsonl", scored.pop("items"))
+    return scored

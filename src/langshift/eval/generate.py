@@ -23,11 +23,11 @@ import os
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from langshift.eval.decode import prefill, sample
 from langshift.files import InputError, append_jsonl, iter_jsonl, stable_hash, write_jsonl
 from langshift.models import chat_format, needs_bos
+from langshift.progress import progress_bar
 
 
 def generate_responses(
@@ -157,7 +157,7 @@ def _generate_hf(
 
     rows = {}
     model.eval()
-    with tqdm(total=len(todo), desc="generate", unit="prompt") as bar:
+    with progress_bar(total=len(todo), desc="generate", unit="prompt") as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             width = max(len(ids[i]) for i in batch)
@@ -217,7 +217,7 @@ def _generate_vllm(
         stop=[fmt.end] if fmt.end else None,
     )
     rows, chunk = {}, max(batch_size, 256)  # vLLM schedules its own batches; chunks only bound lost work
-    for start in tqdm(range(0, len(todo), chunk), desc="generate (vllm)", unit="chunk"):
+    for start in progress_bar(range(0, len(todo), chunk), desc="generate (vllm)", unit="chunk"):
         part = todo[start : start + chunk]
         inputs = [
             {"prompt_token_ids": encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"]))}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from langshift.eval.extract import extract_answer
 from langshift.eval.generate import generate_responses
-from langshift.eval.stats import mean_stderr
+from langshift.eval.stats import metric_value
 from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
 from langshift.languages import get_language
 
@@ -285,11 +285,8 @@ def evaluate_mmmlu(
         )
     if out_dir is not None:
         write_jsonl(work / f"mmmlu.{code}.jsonl", per_item)
-    accuracy, stderr = mean_stderr(r["correct"] for r in per_item)
     return {
-        "accuracy": accuracy,
-        "stderr": stderr,
-        "n": len(per_item),
+        "metrics": {"accuracy": metric_value(r["correct"] for r in per_item)},
         "lang": code,
         "extraction_failure_rate": sum(r["pred"] is None for r in per_item) / len(per_item),
         "regenerations": sum(r["attempts"] - 1 for r in per_item),
@@ -316,11 +313,18 @@ def _ask_with_retries(generate_fn: GenerateFn, asks: list[dict], work: Path, cod
 
 
 def _breakdown(rows: list[dict], key: str) -> dict:
+    """Accuracy per subject or category, each {"value", "stderr", "n"}."""
     groups: dict[str, list[int]] = {}
     for r in rows:
         groups.setdefault(r[key], []).append(r["correct"])
-    out = {}
-    for name, values in sorted(groups.items()):
-        mean, se = mean_stderr(values)
-        out[name] = {"accuracy": mean, "stderr": se, "n": len(values)}
-    return out
+    return {name: metric_value(values) for name, values in sorted(groups.items())}
+
+
+def run_task(ctx, lang: str) -> dict:
+    """The `mmmlu` task: the config's (sampled) items in `lang`, generated with the suite's model."""
+    cfg = ctx.cfg
+    items = load_mmmlu(cfg.mmmlu, lang, limit=cfg.limit, sample=cfg.mmmlu_sample, seed=cfg.seed)
+    model, tokenizer = ctx.model.get()
+    kw = {"max_new_tokens": cfg.mmmlu_max_new_tokens} if cfg.mmmlu_max_new_tokens else {}
+    return evaluate_mmmlu(model, tokenizer, items, lang, out_dir=ctx.out, seed=cfg.seed, batch_size=cfg.batch_size,
+                          temperature=cfg.temperature, top_p=cfg.top_p, retries=cfg.mmmlu_retries, **kw)

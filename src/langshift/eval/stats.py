@@ -27,8 +27,10 @@ def mean_stderr(values: Iterable[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def summarize(values: Iterable[float]) -> dict:
-    """`{"mean", "stderr", "n"}`: the shape every number takes in results.json."""
-    xs = list(values)
+def metric_value(values: Iterable[float]) -> dict:
+    """`{"value", "stderr", "n"}`: the shape every metric takes in results.json (value None when n = 0)."""
+    xs = [float(v) for v in values]
+    if not xs:
+        return {"value": None, "stderr": None, "n": 0}
     mean, se = mean_stderr(xs)
-    return {"mean": mean, "stderr": se, "n": len(xs)}
+    return {"value": mean, "stderr": se, "n": len(xs)}

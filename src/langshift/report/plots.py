@@ -15,11 +15,10 @@ import math
 import re
 from pathlib import Path
 
+from langshift.eval.tasks import TASKS
 from langshift.report.rows import (
     EVAL_LANGS,
-    HEADLINE_METRIC,
     METHOD_LABEL,
-    TASK_LABEL,
     eval_name,
     lang_name,
     lang_order,
@@ -29,12 +28,6 @@ from langshift.report.rows import (
     variant_rank,
 )
 
-METRIC_LABEL = {
-    "response_pass_rate": "Response pass rate (%)",
-    "line_pass_rate": "Line pass rate (%)",
-    "accuracy": "Accuracy (%)",
-    "win_rate": "Win rate (%)",
-}
 METHOD_COLOR = {
     "base": "#7f7f7f",
     "sft": "#1f77b4",
@@ -57,14 +50,19 @@ def _figure(nrows: int, ncols: int, panel_w: float, panel_h: float):
     return fig, axes
 
 
+def _scale(task: str) -> float:
+    """Fractions are drawn as percentages; other units as they are."""
+    return 100.0 if TASKS[task].headline.unit == "fraction" else 1.0
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
 
 
 def _series(rows: list[dict]) -> list[tuple[str, str | None]]:
     """(task, baseline) pairs to plot: one per task's headline metric, win rates split by baseline."""
-    pairs = {(r["task"], r.get("baseline")) for r in rows if r["metric"] == HEADLINE_METRIC[r["task"]]}
-    order = list(HEADLINE_METRIC)
+    pairs = {(r["task"], r.get("baseline")) for r in rows if r["metric"] == TASKS[r["task"]].headline.name}
+    order = list(TASKS)
     return sorted(pairs, key=lambda p: (order.index(p[0]), p[1] or ""))
 
 
@@ -74,14 +72,14 @@ def _select(rows: list[dict], model: str, task: str, baseline: str | None) -> li
         for r in rows
         if r["model"] == model
         and r["task"] == task
-        and r["metric"] == HEADLINE_METRIC[task]
+        and r["metric"] == TASKS[task].headline.name
         and r.get("baseline") == baseline
     ]
 
 
 def _title(model: str, task: str, baseline: str | None, what: str) -> str:
     vs = f" vs {METHOD_LABEL.get(baseline, baseline)}" if baseline else ""
-    return f"{TASK_LABEL[task]}{vs} {what} — {model}"
+    return f"{TASKS[task].label}{vs} {what} — {model}"
 
 
 def size_curves(rows: list[dict], out_dir: str | Path) -> list[Path]:
@@ -138,8 +136,8 @@ def _size_panel(
         if pts:
             ax.errorbar(
                 [r["size"] for r in pts],
-                [100 * r["value"] for r in pts],
-                yerr=[100 * (r["stderr"] or 0) for r in pts],
+                [_scale(task) * r["value"] for r in pts],
+                yerr=[_scale(task) * (r["stderr"] or 0) for r in pts],
                 marker="o",
                 capsize=3,
                 linewidth=1.8,
@@ -149,13 +147,13 @@ def _size_panel(
     base = next((r for r in rows if r["method"] == "base"), None)
     if base:
         ax.axhline(
-            100 * base["value"],
+            _scale(task) * base["value"],
             linestyle="--",
             color=METHOD_COLOR["base"],
             linewidth=1.2,
             label="Base (untrained)",
         )
-    if task == "alpaca":
+    if TASKS[task].needs_judge:  # the baseline judged against itself
         ax.axhline(
             50,
             linestyle=":",
@@ -168,9 +166,10 @@ def _size_panel(
     ax.set_xlim(lo / 2**0.4, hi * 2**0.4)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_ylim(0, 100)
+    if _scale(task) == 100:
+        ax.set_ylim(0, 100)
     ax.set_xlabel("Training records (log2 scale)")
-    ax.set_ylabel(METRIC_LABEL[HEADLINE_METRIC[task]])
+    ax.set_ylabel(TASKS[task].headline.label)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
@@ -212,21 +211,59 @@ def _bar_panel(ax, rows: list[dict], task: str, lang: str) -> None:
             )
             if r:
                 xs.append(i + (j - 0.5) * width)
-                ys.append(100 * r["value"])
-                es.append(100 * (r["stderr"] or 0))
+                ys.append(_scale(task) * r["value"])
+                es.append(_scale(task) * (r["stderr"] or 0))
         if xs:
             ax.bar(xs, ys, width, yerr=es, capsize=3, color=EVAL_COLOR[ev], label=eval_name(ev, lang))
             for x, y, e in zip(xs, ys, es, strict=True):  # above the error bar, not under it
-                ax.text(x, y + e + 1.5, f"{y:.0f}", ha="center", va="bottom", fontsize=7)
+                ax.text(x, y + e + (1.5 if _scale(task) == 100 else 0), f"{y:.0f}" if _scale(task) == 100 else f"{y:.2f}", ha="center", va="bottom",
+                        fontsize=7)
     ax.set_xticks(
         range(len(methods)),
         [METHOD_LABEL[m] + ("" if size is None else f"\n{size} records") for m, size in methods],
     )
-    if task == "alpaca":
+    if TASKS[task].needs_judge:
         ax.axhline(50, linestyle=":", color="black", linewidth=1)
-    ax.set_ylim(0, 112)
-    ax.set_yticks(range(0, 101, 20))
-    ax.set_ylabel(METRIC_LABEL[HEADLINE_METRIC[task]])
+    if _scale(task) == 100:
+        ax.set_ylim(0, 112)
+        ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel(TASKS[task].headline.label)
     ax.set_title(f"{lang_name(lang)} model", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", ncols=2)
+
+
+def eval_bars(state: dict, path: str | Path) -> Path | None:
+    """One evaluation's results.json as grouped bars: a group per task metric (the first two of each
+    task), a bar per eval language, ± one standard error."""
+    from langshift.report.single import eval_lang_label
+
+    meta = state["meta"]
+    groups = [(f"{task.title}\n{m.label.replace(' (%)', '')}", task.name, m)
+              for task in TASKS.values() if state.get(task.name) for m in task.metrics[:2]]
+    if not groups:
+        return None
+    langs = meta["langs"]
+    width = 0.8 / len(langs)
+    fig, axes = _figure(1, 1, max(5, 1.6 * len(groups)), 3.6)
+    ax = axes[0][0]
+    for j, lang in enumerate(langs):
+        # a missing number (task not run in this language, no counted line) is no bar, not a zero bar
+        got = [state[t].get(lang, {}).get("metrics", {}).get(m.name) or {} for _, t, m in groups]
+        scale = [100.0 if m.unit == "fraction" else 1.0 for _, _, m in groups]
+        heights = [k * g["value"] if g.get("value") is not None else float("nan") for g, k in zip(got, scale, strict=True)]
+        errs = [k * (g.get("stderr") or 0) for g, k in zip(got, scale, strict=True)]
+        xs = [i + (j - (len(langs) - 1) / 2) * width for i in range(len(groups))]
+        bars = ax.bar(xs, heights, width, yerr=errs, capsize=3, label=eval_lang_label(lang, meta["lang"]))
+        ax.bar_label(bars, labels=[f"{h:.1f}" if g.get("value") is not None else "n/a" for h, g in zip(heights, got, strict=True)],
+                     fontsize=7, padding=2)
+    ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 125)
+    ax.set_title(f"{meta['model_name']} — {meta['lang']}", fontsize=10)
+    ax.legend(fontsize=8, ncol=len(langs), loc="upper center", frameon=False)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=DPI)
+    tmp.replace(path)  # a reader never sees half a PNG
+    return path

@@ -5,7 +5,8 @@ A run directory holds `results.json` = {"experiment": str, "rows": [row, ...]}; 
     {"model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric",
      "value", "stderr", "n"}   (+ "baseline" for alpaca win rates)
 
-`value` and `stderr` are fractions (0..1); tables and plots show them as percentages. Rows from several
+`metric` is one of its task's metrics (eval/tasks.py); `value` and `stderr` of a "fraction" metric are
+in 0..1 and tables and plots show them as percentages. Rows from several
 runs are merged; two rows that measure the same thing must agree, otherwise the merge is refused
 (a silent pick would put an arbitrary number in a table).
 """
@@ -18,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from langshift.eval.tasks import TASKS
 from langshift.files import InputError
 from langshift.languages import TARGET_LANGUAGES, UnknownLanguageError, get_language
 
@@ -30,24 +32,6 @@ METHOD_LABEL = {
     "dpo": "DPO",
     "sft+dpo": "SFT+DPO",
     "clo": "CLO",
-}
-TASK_METRICS = {
-    "fidelity": ("response_pass_rate", "line_pass_rate"),
-    "belebele": ("accuracy",),
-    "mmmlu": ("accuracy",),
-    "alpaca": ("win_rate",),
-}
-HEADLINE_METRIC = {
-    "fidelity": "response_pass_rate",
-    "belebele": "accuracy",
-    "mmmlu": "accuracy",
-    "alpaca": "win_rate",
-}
-TASK_LABEL = {
-    "fidelity": "Language fidelity",
-    "belebele": "Reading (BELEBELE)",
-    "mmmlu": "Knowledge (MMMLU)",
-    "alpaca": "Win rate (AlpacaEval)",
 }
 EVAL_LANGS = ("target", "en")
 TRAINABLE = ("attention", "full", "lora")
@@ -91,29 +75,30 @@ def _check(row, path: Path, i: int) -> None:
     for k in ("model", "lang"):
         if not isinstance(row[k], str) or not row[k]:
             raise bad(k, f"expected a non-empty string, got {row[k]!r}")
-    choices = {"method": METHODS, "task": tuple(TASK_METRICS), "eval_lang": EVAL_LANGS}
+    choices = {"method": METHODS, "task": tuple(TASKS), "eval_lang": EVAL_LANGS}
     for k, allowed in choices.items():
         if row[k] not in allowed:
             raise bad(k, f"{row[k]!r} is not one of {', '.join(allowed)}")
-    if row["metric"] not in TASK_METRICS[row["task"]]:
-        raise bad(
-            "metric",
-            f"{row['metric']!r} is not a {row['task']} metric ({', '.join(TASK_METRICS[row['task']])})",
-        )
+    task = TASKS[row["task"]]
+    names = [m.name for m in task.metrics]
+    if row["metric"] not in names:
+        raise bad("metric", f"{row['metric']!r} is not a {task.name} metric ({', '.join(names)})")
+    unit = task.metric(row["metric"]).unit
     for k, allowed in (("trainable", TRAINABLE), ("nll", NLL)):
         if row[k] is not None and row[k] not in allowed:
             raise bad(k, f"{row[k]!r} is not null or one of {', '.join(allowed)}")
     if row["size"] is not None and not (_is_int(row["size"]) and row["size"] > 0):
         raise bad("size", f"expected null or a positive integer, got {row['size']!r}")
-    # Every metric is a fraction; a value above 1 is almost surely a percentage written by mistake.
-    if not (_is_number(row["value"]) and 0.0 <= row["value"] <= 1.0):
-        raise bad("value", f"expected a fraction in [0, 1], got {row['value']!r}")
+    # A fraction above 1 is almost surely a percentage written by mistake.
+    if not _is_number(row["value"]) or (unit == "fraction" and not 0.0 <= row["value"] <= 1.0):
+        raise bad("value", f"expected {'a fraction in [0, 1]' if unit == 'fraction' else 'a number'}, "
+                           f"got {row['value']!r}")
     if row["stderr"] is not None and not (_is_number(row["stderr"]) and row["stderr"] >= 0):
         raise bad("stderr", f"expected null or a non-negative number, got {row['stderr']!r}")
     if not (_is_int(row["n"]) and row["n"] > 0):
         raise bad("n", f"expected a positive integer, got {row['n']!r}")
-    if row["task"] == "alpaca" and not (isinstance(row.get("baseline"), str) and row["baseline"]):
-        raise bad("baseline", "an alpaca win rate needs the method it was judged against")
+    if task.needs_judge and not (isinstance(row.get("baseline"), str) and row["baseline"]):
+        raise bad("baseline", f"a {task.name} result needs the method it was judged against")
 
 
 def read_run(path: str | Path) -> tuple[str, list[dict]]:
@@ -137,6 +122,25 @@ def read_run(path: str | Path) -> tuple[str, list[dict]]:
         _check(row, file, i)
         rows.append({**row, "source": row.get("source", str(file.resolve())), "_at": (str(file), i)})
     return str(doc.get("experiment") or file.parent.name), rows
+
+
+def result_rows(results: dict, facts: dict, baseline: str | None = None) -> list[dict]:
+    """One evaluation's results.json flattened into rows (one number each); `facts` names the model,
+    method, size, ... it measured; `baseline` the method a judge compared it with. English results of a
+    non-English target are the "en" rows."""
+    rows = []
+    for name, task in TASKS.items():
+        for lang, result in (results.get(name) or {}).items():
+            for metric in task.metrics:
+                got = result["metrics"].get(metric.name) if metric.in_rows else None
+                if not got or got.get("value") is None:
+                    continue
+                row = {**facts, "task": name, "eval_lang": "en" if lang == "en" and facts["lang"] != "en" else "target",
+                       "metric": metric.name, "value": float(got["value"]), "stderr": got["stderr"], "n": got["n"]}
+                if task.needs_judge:
+                    row["baseline"] = baseline or "sft"
+                rows.append(row)
+    return rows
 
 
 def key(row: dict) -> tuple:

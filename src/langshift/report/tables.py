@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from langshift.eval.tasks import TASKS
 from langshift.report.rows import (
     EVAL_LANGS,
-    HEADLINE_METRIC,
     METHOD_LABEL,
-    TASK_LABEL,
     delta,
     lang_name,
     lang_order,
@@ -109,16 +108,13 @@ def _line_label(method: str, v: tuple, variants: set[tuple]) -> str:
 
 def _headline_one(rows: list[dict], lang: str) -> str:
     tl = lang_name(lang)
-    columns = [
-        (f"{name} {ev_label}", task, HEADLINE_METRIC[task], ev, None)
-        for name, task in (("Fidelity", "fidelity"), ("Reading", "belebele"), ("Knowledge", "mmmlu"))
-        for ev, ev_label in (("target", tl), ("en", "English"))
-    ]
-    for b in sorted({r["baseline"] for r in rows if r["task"] == "alpaca"}):
-        columns += [
-            (f"Win vs {METHOD_LABEL.get(b, b)} {ev_label}", "alpaca", "win_rate", ev, b)
-            for ev, ev_label in (("target", tl), ("en", "English"))
-        ]
+    evals = (("target", tl), ("en", "English"))
+    judge_free = [t for t in TASKS.values() if t.in_headline and not t.needs_judge]
+    columns = [(f"{t.short} {ev_label}", t.name, t.headline.name, ev, None) for t in judge_free for ev, ev_label in evals]
+    for task in (t for t in TASKS.values() if t.needs_judge):
+        for b in sorted({r["baseline"] for r in rows if r["task"] == task.name}):
+            columns += [(f"{task.short} vs {METHOD_LABEL.get(b, b)} {ev_label}", task.name, task.headline.name, ev, b)
+                        for ev, ev_label in evals]
     lines = sorted(
         {(r["method"], r["size"], variant(r)) for r in rows},
         key=lambda x: (method_order(x[0]), size_order(x[1]), variant_rank(x[2])),
@@ -198,7 +194,7 @@ def table1_alpaca(rows: list[dict]) -> str | None:
 
 def _target_english(rows: list[dict], task: str, decimals: int) -> str | None:
     """Tables 2 and 3: model × method lines, per language a Target and an English column."""
-    rows = [r for r in main_rows(rows) if r["task"] == task and r["metric"] == HEADLINE_METRIC[task]]
+    rows = [r for r in main_rows(rows) if r["task"] == task and r["metric"] == TASKS[task].headline.name]
     if not rows:
         return None
     langs = _sorted_langs(rows)
@@ -236,7 +232,7 @@ def _ablation_groups(rows: list[dict], axis: str, a: str, b: str) -> list[tuple[
     groups: dict[tuple, list[dict]] = defaultdict(list)
     others = [k for k in ("trainable", "nll") if k != axis]
     for r in rows:
-        if r["metric"] == HEADLINE_METRIC[r["task"]] and r[axis] in (a, b):
+        if r["metric"] == TASKS[r["task"]].headline.name and r[axis] in (a, b):
             groups[
                 (r["model"], r["lang"], r["method"], r["task"], r.get("baseline"), *(r[k] for k in others))
             ].append(r)
@@ -250,7 +246,7 @@ def _ablation_groups(rows: list[dict], axis: str, a: str, b: str) -> list[tuple[
 
 
 def _task_label(task: str, baseline: str | None) -> str:
-    return TASK_LABEL[task] + (f" vs {METHOD_LABEL.get(baseline, baseline)}" if baseline else "")
+    return TASKS[task].label + (f" vs {METHOD_LABEL.get(baseline, baseline)}" if baseline else "")
 
 
 def table4_trainable(rows: list[dict]) -> str | None:

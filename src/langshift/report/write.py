@@ -10,9 +10,9 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+from langshift.eval.tasks import TASKS
 from langshift.files import atomic_dir, atomic_write_text
 from langshift.report import plots
-from langshift.report.rows import TASK_LABEL
 from langshift.report.tables import headline_table, paper_tables
 
 PLOTS_DIR = "report_plots"
@@ -39,10 +39,10 @@ def _n_note(rows: list[dict]) -> str:
     for r in rows:
         ns[r["task"]].add(r["n"])
     parts = []
-    for task in TASK_LABEL:
-        if ns.get(task):
-            lo, hi = min(ns[task]), max(ns[task])
-            parts.append(f"{TASK_LABEL[task]} n = {lo}" + (f"–{hi}" if hi != lo else ""))
+    for task in TASKS.values():
+        if ns.get(task.name):
+            lo, hi = min(ns[task.name]), max(ns[task.name])
+            parts.append(f"{task.label} n = {lo}" + (f"–{hi}" if hi != lo else ""))
     return "Items per number: " + "; ".join(parts) + "." if parts else ""
 
 

@@ -1,112 +1,100 @@
-"""Training configuration: one dataclass, defaults = the paper's Appendix B hyper-parameters."""
+"""Training options, declared once; defaults = the paper's Appendix B hyper-parameters.
+
+The same declarations give `langshift train`'s flags, the `train:` section of a run config and the
+checks on both (types, ranges, choices), so a value is wrong in the same words wherever it comes from.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import AfterValidator, Field, model_validator
 
 from langshift.files import InputError
+from langshift.languages import canonical_code
+from langshift.options import Options
 from langshift.train.objectives import PIPELINES
 from langshift.train.params import MODES
 
-
-def _coerce(value, type_name: str, source: str, key: str):
-    """YAML reads `1e-4` as a string and CLIs give strings: convert to the field's number type."""
-    if value is None or not isinstance(value, str):
-        return value
-    for kind in (int, float):
-        if type_name.startswith(kind.__name__):
-            try:
-                return kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
-            except ValueError:
-                raise InputError(source, f"expected {kind.__name__}, got {value!r}", field=key) from None
-    return value
+MethodName = Literal[tuple(PIPELINES)]  # type: ignore[valid-type]
+LangCode = Annotated[str, AfterValidator(canonical_code)]
 
 
-@dataclass
-class TrainConfig:
-    method: str = "clo"  # clo | sft | sft-eng | sft-tgt | dpo | sft+dpo
-    model: str = "smollm2"  # hub id, local dir, .gguf file, or "smollm2" (embedded)
-    data: str = ""  # records JSONL, datasets dir, or hub dataset name
-    lang: str | None = None  # target language; checked against the records
-    out: str = "runs/train"
-    gguf_file: str | None = None
+class TrainConfig(Options):
+    method: MethodName = Field("clo", description="Training method")
+    model: str = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
+    data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name.")
+    lang: LangCode | None = Field(None, description="Target language (sw, swh, sw-KE, ...); checked against the records.")
+    out: str = Field("runs/train", description="Output directory.")
+    gguf_file: str | None = Field(None, description="GGUF file inside --model (dequantized on load).")
     # objective (paper: lambda 0.5, beta 0.1, NLL on the target language only)
-    lam: float = 0.5
-    beta: float = 0.1
-    nll: str = "target"  # target | both
-    trainable: str = "attention"  # attention | full | lora
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lam: float = Field(0.5, ge=0, le=1, alias="lambda", description="Weight of the NLL term (paper: 0.5).",
+                       json_schema_extra={"flag": "--lambda"})
+    beta: float = Field(0.1, gt=0, description="DPO/CLO temperature (paper: 0.1).")
+    nll: Literal["target", "both"] = Field("target", description="NLL on the 'target' language only (paper) or 'both'.")
+    trainable: Literal[MODES] = Field("attention", description="Which parameters train (paper: attention).")  # type: ignore[valid-type]
+    lora_r: int = Field(16, ge=1, description="LoRA rank (--trainable lora).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (--trainable lora).")
     # optimisation (paper: lr 5e-5 cosine to 1.1e-6, batch 8, 1 epoch, max length 3000)
-    lr: float = 5e-5
-    min_lr: float = 1.1e-6
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 8  # records per optimizer step (all processes together)
-    micro_batch_size: int | None = None  # records per forward per process; None: from micro_batch_tokens
-    micro_batch_tokens: int = 4096  # token budget of one forward when micro_batch_size is None
-    activation_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1/3 more time
-    epochs: float = 1.0
-    max_steps: int = -1
-    max_length: int = 3000
-    limit: int | None = None  # use only the first N training records (data-size sweeps)
-    val_size: float = 0.05  # fraction (<1) or count (>=1) held out when the data has no validation split
-    eval_steps: int | None = None  # None: about 10 evaluations per run
-    logging_steps: int = 1
-    save_total_limit: int = 2
-    seed: int = 0
-    ref: str = "precompute"  # precompute | on-the-fly
-    cache_dir: str | None = None  # reference log-prob cache; default $LANGSHIFT_CACHE or ~/.cache/langshift
-    dtype: str = "auto"
-    resume: bool = False
-    report_to: list[str] = field(default_factory=lambda: ["none"])
-    trust_remote_code: bool = False
-    progress: bool = True
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate (paper: 5e-5, cosine to min_lr).")
+    min_lr: float = Field(1.1e-6, ge=0, description="Learning rate at the end of the cosine (paper: 1.1e-6).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(8, ge=1, description="Records per optimizer step, all processes together (paper: 8).")
+    micro_batch_size: int | None = Field(None, ge=1, description="Records per forward per process; the rest accumulates (default: from micro_batch_tokens).")
+    micro_batch_tokens: int = Field(4096, ge=1, description="Token budget of one forward when micro_batch_size is unset.")
+    activation_checkpointing: bool = Field(False, description="Recompute decoder activations in backward: less memory, about 1/3 more time.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training records (paper: 1).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: from epochs).")
+    max_length: int = Field(3000, ge=8, description="Tokens per sequence (paper: 3000).")
+    limit: int | None = Field(None, ge=1, description="Train on the first N records only (data-size sweeps).")
+    val_size: float = Field(0.05, ge=0, description="Validation records when the data has no validation split: a fraction (< 1) or a count (>= 1).")
+    eval_steps: int | None = Field(None, ge=1, description="Validation loss every N steps (default: about 10 per run).")
+    logging_steps: int = Field(1, ge=1, description="A metrics.jsonl line every N steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best one is never deleted).")
+    seed: int = Field(0, ge=0, description="Seed of the data order and the validation split.")
+    ref: Literal["precompute", "on-the-fly"] = Field("precompute", description="Reference log-probs: a cached pre-pass (precompute) or a second model in memory (on-the-fly).")
+    cache_dir: str | None = Field(None, description="Reference log-prob cache (default $LANGSHIFT_CACHE or ~/.cache/langshift).")
+    dtype: Literal["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"] = Field("auto", description="Weights dtype (auto: fp32 on CPU, bf16 on GPUs that have it).")
+    resume: bool = Field(False, description="Continue from the last checkpoint in --out.")
+    report_to: list[str] = Field(["none"], description="none | tensorboard | wandb (comma-separated).")
+    trust_remote_code: bool = Field(False, description="Allow the model repo's own code (off unless asked).")
+    progress: bool = Field(True, description="Show progress bars.", json_schema_extra={"cli": False})
 
-    def validate(self) -> TrainConfig:
-        checks = {
-            "method": (self.method in PIPELINES, f"one of {sorted(PIPELINES)}"),
-            "nll": (self.nll in ("target", "both"), "'target' or 'both'"),
-            "trainable": (self.trainable in MODES, f"one of {MODES}"),
-            "ref": (self.ref in ("precompute", "on-the-fly"), "'precompute' or 'on-the-fly'"),
-            "lam": (0.0 <= self.lam <= 1.0, "in [0, 1]"),
-            "beta": (self.beta > 0, "> 0"),
-            "lr": (self.lr > 0, "> 0"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "micro_batch_size": (self.micro_batch_size is None or self.micro_batch_size >= 1, ">= 1 or null"),
-            "micro_batch_tokens": (self.micro_batch_tokens >= 1, ">= 1"),
-            "max_length": (self.max_length >= 8, ">= 8"),
-            "data": (bool(self.data), "a records file, dataset dir or hub name"),
-        }
-        for key, (ok, want) in checks.items():
-            if not ok:
-                raise InputError("config", f"must be {want}, got {getattr(self, key)!r}", field=key)
+    @model_validator(mode="after")
+    def _steps(self):
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be -1 (from epochs) or >= 1, got {self.max_steps}")
+        return self
+
+    def check_runnable(self) -> TrainConfig:
+        """What a training run needs beyond valid values."""
+        if not self.data:
+            raise InputError("config", "missing: a records file, dataset dir or hub name", field="data")
         return self
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
-        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        names = set(types)
-        aliases = {"lambda": "lam", "lambda_": "lam"}
-        clean = {}
-        for key, value in values.items():
-            key = aliases.get(key, key).replace("-", "_")
-            if key not in names:
-                raise InputError(source, f"unknown training option (known: {', '.join(sorted(names))})", field=key)
-            clean[key] = _coerce(value, types[key], source, key)
-        return cls(**clean)
-
-    @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        """A YAML file of training options (bare, or under `train:`), with `overrides` on top."""
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise InputError(path, "config file not found") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise InputError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
+                             line=mark.line + 1 if mark else None) from None
         if not isinstance(values, dict):
             raise InputError(path, "expected a mapping of training options")
         values = values.get("train", values)
         return cls.from_dict({**values, **(overrides or {})}, source=str(path))
 
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
+        """`parse` that also takes hyphenated keys (`batch-size`), as the command line spells them."""
+        return cls.parse({str(k).replace("-", "_"): v for k, v in values.items()}, source=source)
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()

@@ -17,18 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from langshift.models import causal_lm
+
 CHUNK_TOKENS = 1024
-
-
-def _causal_lm(model):
-    """The transformers *ForCausalLM inside PEFT or accelerate wrappers."""
-    while True:
-        if hasattr(model, "get_base_model"):  # peft.PeftModel
-            model = model.get_base_model()
-        elif hasattr(model, "module"):  # DDP
-            model = model.module
-        else:
-            return model
 
 
 def _chunk_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor) -> Tensor:
@@ -96,6 +87,6 @@ def install_logps_forward(model):
     """Make `model(input_ids, attention_mask, completion_mask)` return {"logps", "n_tokens"}.
 
     Returns a function that restores the original forward (needed before `generate`)."""
-    lm = _causal_lm(model)
+    lm = causal_lm(model)
     lm.forward = types.MethodType(_forward, lm)
     return lambda: lm.__dict__.pop("forward", None)

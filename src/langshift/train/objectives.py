@@ -19,6 +19,7 @@ average over tokens. Implicit rewards beta*(log pi - log ref) are returned for l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -78,11 +79,55 @@ def clo_loss(policy: Tensor, ref: Tensor, n_tok: Tensor, *, lam: float = 0.5, be
 
 
 # ------------------------------------------------------------------------------------ the methods
+#
+# A method's objective maps one batch of units to (loss, metrics). `policy`, `ref`, `n_tok` have shape
+# (n_units, seqs_per_unit); `sides` names each unit's language side ("en" or "tgt").
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The objective's hyper-parameters (TrainConfig's lam, beta, nll)."""
+
+    lam: float = 0.5
+    beta: float = 0.1
+    nll_on: str = "target"
+
+
+def clo_objective(policy: Tensor, ref: Tensor, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+    """L_CLO over units of (en_chosen, en_rejected, tgt_chosen, tgt_rejected): see `clo_loss`."""
+    return clo_loss(policy, ref, n_tok, lam=hp.lam, beta=hp.beta, nll_on=hp.nll_on)
+
+
+def dpo_objective(policy: Tensor, ref: Tensor, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+    """L_DPO over (chosen, rejected) units, each its own example; rewards logged per language side."""
+    pi_w, pi_l = policy.unbind(-1)
+    ref_w, ref_l = ref.unbind(-1)
+    loss = dpo_loss(pi_w, pi_l, ref_w, ref_l, hp.beta).mean()
+    metrics = {"nll": nll(pi_w, n_tok[:, 0]).detach()}
+    for side, idx in _side_masks(sides, policy.device).items():
+        stats = pair_stats(pi_w[idx], pi_l[idx], ref_w[idx], ref_l[idx], hp.beta)
+        metrics.update({f"{side}/{k}": v.detach() for k, v in stats.items()})
+    return loss, metrics
+
+
+def sft_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+    """L_SFT over units of one chosen sequence; NLL logged per language side."""
+    loss = nll(policy[:, 0], n_tok[:, 0])
+    metrics = {"nll": loss.detach()}
+    for side, idx in _side_masks(sides, policy.device).items():
+        metrics[f"{side}/nll"] = nll(policy[idx, 0], n_tok[idx, 0]).detach() if idx.any() else policy.new_tensor(float("nan"))
+    return loss, metrics
+
+
+def _side_masks(sides: list[str], device) -> dict[str, Tensor]:
+    """Boolean masks of the units of each language side. A side absent from a batch gives NaN metrics
+    (means over nothing), so every process logs the same keys and DDP can gather them."""
+    return {side: torch.tensor([s == side for s in sides], dtype=torch.bool, device=device) for side in ("en", "tgt")}
 
 
 @dataclass(frozen=True)
 class Method:
-    """A training method = which sequences form one unit, and the loss over a batch of units.
+    """A training method = which sequences form one unit, and the objective over a batch of units.
 
     Units of one record are shuffled independently (DPO's "standard DPO on cross-lingual data", SFT's
     mixed-language pairs); CLO's single unit keeps a record's four sequences in the same batch.
@@ -90,6 +135,7 @@ class Method:
 
     name: str
     unit_roles: tuple[tuple[str, ...], ...]
+    objective: Callable[[Tensor, Tensor | None, Tensor, list[str], Hyper], tuple[Tensor, dict]]
     needs_ref: bool
 
     @property
@@ -100,41 +146,14 @@ class Method:
     def seqs_per_unit(self) -> int:
         return len(self.unit_roles[0])
 
-    def loss(self, policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], *, lam: float,
-             beta: float, nll_on: str) -> tuple[Tensor, dict]:
-        """`policy`, `ref`, `n_tok`: (n_units, seqs_per_unit); `sides`: each unit's language side."""
-        if self.name == "clo":
-            return clo_loss(policy, ref, n_tok, lam=lam, beta=beta, nll_on=nll_on)
-        if self.name == "dpo":
-            pi_w, pi_l = policy.unbind(-1)
-            ref_w, ref_l = ref.unbind(-1)
-            loss = dpo_loss(pi_w, pi_l, ref_w, ref_l, beta).mean()
-            metrics = {"nll": nll(pi_w, n_tok[:, 0]).detach()}
-            for side, idx in _side_masks(sides, policy.device).items():
-                stats = pair_stats(pi_w[idx], pi_l[idx], ref_w[idx], ref_l[idx], beta)
-                metrics.update({f"{side}/{k}": v.detach() for k, v in stats.items()})
-            return loss, metrics
-        # SFT family: one chosen sequence per unit.
-        loss = nll(policy[:, 0], n_tok[:, 0])
-        metrics = {"nll": loss.detach()}
-        for side, idx in _side_masks(sides, policy.device).items():
-            metrics[f"{side}/nll"] = nll(policy[idx, 0], n_tok[idx, 0]).detach() if idx.any() else policy.new_tensor(float("nan"))
-        return loss, metrics
 
-
-def _side_masks(sides: list[str], device) -> dict[str, Tensor]:
-    """Boolean masks of the units of each language side. A side absent from a batch gives NaN metrics
-    (means over nothing), so every process logs the same keys and DDP can gather them."""
-    return {side: torch.tensor([s == side for s in sides], dtype=torch.bool, device=device) for side in ("en", "tgt")}
-
-
-METHODS: dict[str, Method] = {
-    "clo": Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), needs_ref=True),
-    "dpo": Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), needs_ref=True),
-    "sft": Method("sft", (("en_chosen",), ("tgt_chosen",)), needs_ref=False),
-    "sft-eng": Method("sft-eng", (("en_chosen",),), needs_ref=False),
-    "sft-tgt": Method("sft-tgt", (("tgt_chosen",),), needs_ref=False),
-}
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), clo_objective, needs_ref=True),
+    Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), dpo_objective, needs_ref=True),
+    Method("sft", (("en_chosen",), ("tgt_chosen",)), sft_objective, needs_ref=False),
+    Method("sft-eng", (("en_chosen",),), sft_objective, needs_ref=False),
+    Method("sft-tgt", (("tgt_chosen",),), sft_objective, needs_ref=False),
+)}
 # Two-stage: SFT on the chosen responses of both languages, then DPO with the SFT model as policy and
 # reference (Hong et al. 2024 protocol, paper §4.1).
 PIPELINES: dict[str, tuple[str, ...]] = {name: (name,) for name in METHODS} | {"sft+dpo": ("sft", "dpo")}

@@ -9,7 +9,6 @@ what was derived: data hash, model fingerprint, trainable share, truncation coun
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 from pathlib import Path
@@ -18,17 +17,19 @@ import torch
 import yaml
 
 from langshift import models
-from langshift.files import atomic_write_text, stable_hash
+from langshift.files import InputError, atomic_write_text, stable_hash
+from langshift.fingerprints import weights_fingerprint
 from langshift.records import Record, load_records
 from langshift.train.config import TrainConfig
 from langshift.train.encode import Encoder
 from langshift.train.logps import install_logps_forward
-from langshift.train.objectives import METHODS, PIPELINES
+from langshift.train.objectives import METHODS, PIPELINES, Hyper
 from langshift.train.params import select_trainable, trainable_summary
-from langshift.train.reference import ReferenceCache, model_fingerprint, reference_logps
+from langshift.train.reference import ReferenceCache, reference_logps
 from langshift.train.trainer import (
     LangshiftTrainer,
     MetricsFile,
+    StepProgress,
     UnitCollator,
     UnitDataset,
     attach_reference,
@@ -50,13 +51,18 @@ def split_records(records: list[Record], val_size: float, seed: int) -> tuple[li
 
 
 def load_splits(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
-    """Train/validation records; a datasets dir with a validation split keeps it. `limit` cuts train only."""
+    """Train/validation records. The split the data carries is kept: `meta.split` of a records.jsonl
+    that `langshift data` built, or a datasets dir's validation split; otherwise `val_size` holds some
+    out. `limit` cuts train only."""
     train = load_records(cfg.data, cfg.lang)
     val: list[Record] = []
-    if Path(cfg.data).is_dir() and not (Path(cfg.data) / "records.jsonl").is_file():
+    marked = {r.meta.get("split") for r in train}
+    if "validation" in marked and marked <= {"train", "validation"}:
+        train, val = ([r for r in train if r.meta["split"] == split] for split in ("train", "validation"))
+    elif Path(cfg.data).is_dir() and not (Path(cfg.data) / "records.jsonl").is_file():
         try:
             val = load_records(cfg.data, cfg.lang, split="validation")
-        except Exception:
+        except InputError:  # no validation split
             val = []
     if not val:
         train, val = split_records(train, cfg.val_size, cfg.seed)
@@ -147,16 +153,17 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     main = args.process_index == 0
 
     ref_model = None
+    fingerprint = weights_fingerprint(model)  # once per stage: names the reference cache's entries too
     if method.needs_ref and cfg.ref == "precompute":
         # The node's main process creates and fills the cache; the others wait, then read it.
         with args.main_process_first(local=True, desc="reference log-probs"):
             cache = ReferenceCache(Path(cfg.cache_dir or models.cache_dir()) / "reference.sqlite")
             for units in (train_units, val_units):
                 attach_reference(units, lambda seqs: reference_logps(
-                    model, seqs, cache, pad_id=tokenizer.pad_token_id, progress=cfg.progress and main))
+                    model, seqs, cache, model_key=fingerprint, pad_id=tokenizer.pad_token_id,
+                    progress=cfg.progress and main))
     elif method.needs_ref:
         ref_model = frozen_copy(model)
-    fingerprint = model_fingerprint(model)
 
     model = select_trainable(model, cfg.trainable, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
     share = trainable_summary(model)
@@ -169,8 +176,8 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     trainer = LangshiftTrainer(
         model=model, args=args, train_dataset=UnitDataset(train_units), eval_dataset=UnitDataset(val_units or train_units[:1]),
         data_collator=UnitCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-        callbacks=[MetricsFile(out / "metrics.jsonl"), *callbacks], method=method, lam=cfg.lam, beta=cfg.beta,
-        nll_on=cfg.nll, ref_model=ref_model,
+        callbacks=[MetricsFile(out / "metrics.jsonl"), StepProgress(), *callbacks], method=method,
+        hyper=Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll), ref_model=ref_model,
     )
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if cfg.resume and checkpoints else None)
@@ -197,7 +204,7 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
     `callbacks`: extra `transformers.TrainerCallback`s (progress hooks, early stopping, ...)."""
     import transformers
 
-    cfg.validate()
+    cfg.check_runnable()
     train_records, val_records = load_splits(cfg)  # bad data fails here, before any model loads
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +219,7 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
         stages.append(train_stage(cfg, name, model_path, gguf_file, stage_out, train_records, val_records, callbacks))
         model_path, gguf_file = str(stage_out), None
     record = {
-        "config": dataclasses.asdict(cfg),
+        "config": cfg.to_dict(),
         "data_hash": stable_hash([r.to_dict() for r in train_records], [r.id for r in val_records]),
         "stages": stages,
         "versions": {"torch": str(torch.__version__), "transformers": str(transformers.__version__)},

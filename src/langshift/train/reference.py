@@ -8,29 +8,17 @@ a run on a subset of the same data (the data-size sweep) computes nothing twice.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from langshift.files import stable_hash
+from langshift.models import causal_lm
+from langshift.progress import progress_bar
 from langshift.train.encode import Sequence, pad_batch
-from langshift.train.logps import _causal_lm, completion_logps
-
-
-def model_fingerprint(model) -> str:
-    """Hash of the config and a sample of every tensor: cheap, and changes when any weight file does."""
-    lm = _causal_lm(model)
-    h = hashlib.sha256(lm.config.to_json_string(use_diff=False).encode())
-    for name, t in lm.state_dict().items():
-        flat = t.detach().reshape(-1)
-        sample = torch.cat([flat[:2048], flat[-2048:]]).float().cpu()
-        h.update(name.encode() + str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(sample.numpy().tobytes())
-    return h.hexdigest()[:16]
+from langshift.train.logps import completion_logps
 
 
 def sequence_key(seq: Sequence) -> str:
@@ -63,18 +51,18 @@ class ReferenceCache:
 
 
 @torch.no_grad()
-def reference_logps(model, seqs: list[Sequence], cache: ReferenceCache, *, pad_id: int, batch_tokens: int = 8192,
-                    device=None, progress: bool = True) -> list[float]:
-    """log pi_ref(y|x) for every sequence, from the cache where present, else by a no-grad pass."""
-    model_key = model_fingerprint(model)
+def reference_logps(model, seqs: list[Sequence], cache: ReferenceCache, *, model_key: str, pad_id: int,
+                    batch_tokens: int = 8192, device=None, progress: bool = True) -> list[float]:
+    """log pi_ref(y|x) for every sequence, from the cache where present, else by a no-grad pass.
+    `model_key` is the model's `weights_fingerprint` (computed once by the caller)."""
     keys = [sequence_key(s) for s in seqs]
     have = cache.get(model_key, sorted(set(keys)))
     todo = sorted({k: s for k, s in zip(keys, seqs, strict=False) if k not in have}.items(), key=lambda kv: len(kv[1].ids))
-    lm = _causal_lm(model)
+    lm = causal_lm(model)
     was_training = lm.training
     lm.eval()
     device = device or next(lm.parameters()).device
-    bar = tqdm(total=len(todo), desc="reference log-probs", unit="seq", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="reference log-probs", unit="seq", disable=not progress or not todo)
     i = 0
     while i < len(todo):
         width = len(todo[i][1].ids)

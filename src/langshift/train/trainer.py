@@ -2,7 +2,7 @@
 
 Methods differ only in which sequences form a training unit and in their loss (objectives.py):
     records -> units (encode + method.unit_roles) -> length-grouped shuffled batches
-            -> one forward over all sequences of the batch (logps.py) -> method.loss(policy, ref, ...)
+            -> one forward over all sequences of the batch (logps.py) -> method.objective(policy, ref, ...)
 Reference log-probs come from a no-grad pre-pass cached on disk (reference.py), or, with
 `ref="on-the-fly"`, from a frozen copy of the model kept in memory (the classic two-model path).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -20,9 +21,10 @@ from torch.utils.data import Dataset, Sampler
 from transformers import Trainer, TrainerCallback
 
 from langshift.files import append_jsonl
+from langshift.progress import report_steps
 from langshift.train.encode import Encoder, Sequence, pad_batch
 from langshift.train.logps import completion_logps
-from langshift.train.objectives import Method, unit_side
+from langshift.train.objectives import Hyper, Method, unit_side
 
 
 @dataclass
@@ -68,7 +70,6 @@ class UnitCollator:
 
     def __call__(self, units: list[Unit]) -> dict:
         batch = pad_batch([s for u in units for s in u.seqs], self.pad_id)
-        batch["n_units"] = torch.tensor(len(units))
         batch["sides"] = [u.side for u in units]
         if units[0].ref is not None:
             batch["ref_logps"] = torch.tensor([u.ref for u in units], dtype=torch.float32)
@@ -120,10 +121,21 @@ class MetricsFile(TrainerCallback):
         append_jsonl(self.path, row)
 
 
+class StepProgress(TrainerCallback):
+    """Optimizer steps on the progress channel a parent process reads (langshift.progress)."""
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0, self.first = time.monotonic(), state.global_step  # a resumed run's rate counts its own steps
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            report_steps(state.global_step - self.first, state.max_steps - self.first, time.monotonic() - self.t0)
+
+
 class LangshiftTrainer(Trainer):
-    def __init__(self, *args, method: Method, lam: float, beta: float, nll_on: str, ref_model=None, **kw):
+    def __init__(self, *args, method: Method, hyper: Hyper, ref_model=None, **kw):
         super().__init__(*args, **kw)
-        self.method, self.lam, self.beta, self.nll_on, self.ref_model = method, lam, beta, nll_on, ref_model
+        self.method, self.hyper, self.ref_model = method, hyper, ref_model
         self.model_accepts_loss_kwargs = False  # our loss is already a mean: let Trainer divide by GA steps
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
@@ -142,16 +154,15 @@ class LangshiftTrainer(Trainer):
                 ref, _ = completion_logps(self.ref_model, inputs["input_ids"], inputs["attention_mask"],
                                           inputs["completion_mask"])
             ref = ref.view(-1, k)
-        loss, metrics = self.method.loss(policy, ref, n_tok, inputs["sides"], lam=self.lam, beta=self.beta,
-                                         nll_on=self.nll_on)
+        loss, metrics = self.method.objective(policy, ref, n_tok, inputs["sides"], self.hyper)
         self._store(metrics, "train" if model.training else "eval")
         return (loss, out) if return_outputs else loss
 
     def _store(self, metrics: dict, split: str):
         keys = sorted(metrics)
         values = torch.stack([metrics[k].float().reshape(()) for k in keys])
-        values = self.accelerator.gather(values[None])  # one row per process, none dropped.reshape(-1, len(keys))
-        for key, col in zip(keys, values.nanmean(0).tolist(), strict=False):
+        values = self.accelerator.gather(values[None])  # (processes, keys): every process's row, none dropped
+        for key, col in zip(keys, values.nanmean(0).tolist(), strict=True):
             if not math.isnan(col):
                 self._metrics[split][key].append(col)
 

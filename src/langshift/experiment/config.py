@@ -1,0 +1,134 @@
+"""A run config (`langshift run CONFIG.yaml`), declared once and validated whole before any stage runs.
+
+The `train:` section is `TrainConfig`'s fields and the `eval:` section `EvalSettings`' (plus the judge's
+`baseline`), so their checks are the ones `langshift train` and `langshift eval run` apply. `--quick`
+applies the config's `quick:` overrides and `--set key.sub=value` any override, both to the raw mapping
+before validation; every error names the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, Field, PositiveInt, field_validator, model_validator
+
+from langshift.eval.config import EvalSettings
+from langshift.files import InputError
+from langshift.languages import canonical_code
+from langshift.options import Options, parse_override, set_dotted
+from langshift.train.config import MethodName, TrainConfig
+from langshift.train.params import MODES
+
+LangCode = Annotated[str, AfterValidator(canonical_code)]
+
+
+class ModelEntry(Options):
+    name: str = Field(description="Short name used in stage labels and reports.")
+    model: str = Field(description="Hub id, local dir, .gguf file, or 'smollm2'.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `model`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        """`- meta-llama/Llama-2-7b-hf` is short for {name: Llama-2-7b-hf, model: meta-llama/Llama-2-7b-hf}."""
+        if isinstance(value, str):
+            value = {"model": value}
+        if isinstance(value, dict) and value.get("model") is not None and not value.get("name"):
+            path = Path(str(value["model"]))
+            value = {**value, "name": path.stem if path.suffix == ".gguf" else path.name}
+        return value
+
+
+class DataSpec(Options):
+    source: str = Field(description="demo | oasst1 | oasst1:PATH | jsonl:PATH | hf:NAME")
+    n: int | None = Field(None, ge=1, description="English pairs to take (paper: 6400).")
+    translator: str = Field("hf", description="hf | ctranslate2 | openai | precomputed")
+    translator_options: dict = Field(default_factory=dict, description="Keyword options of the translator.")
+    val_size: float = Field(0.05, ge=0, lt=1, description="Share of records held out for validation loss.")
+    keep_filtered: bool = Field(False, description="Keep the rejected records in rejected.jsonl.")
+
+
+class Ablations(Options):
+    trainable: list[Literal[MODES]] = Field(["attention"], min_length=1, description="Trainable sets (Table 4).")  # type: ignore[valid-type]
+    nll: list[Literal["target", "both"]] = Field(["target"], min_length=1, description="CLO's NLL (Table 5).")
+
+
+class Launcher(Options):
+    kind: Literal["python", "accelerate"] = Field("python", description="How a training stage runs.")
+    config_file: str | None = Field(None, description="accelerate config (DDP, FSDP, DeepSpeed).")
+    num_processes: int | None = Field(None, ge=1, description="accelerate processes.")
+    args: list[str] = Field(default_factory=list, description="Extra `accelerate launch` arguments.")
+
+
+class ExperimentEval(EvalSettings):
+    baseline: str = Field("sft", description="Method the pairwise judge compares every other model with.")
+
+
+class Experiment(Options):
+    name: str = Field("", description="Run name (default: the config file's name).")
+    out: str = Field("", description="Run directory (default: runs/<name>).")
+    models: list[ModelEntry] = Field(min_length=1, description="Base models.")
+    languages: list[LangCode] = Field(min_length=1, description="Target languages.")
+    data: DataSpec
+    methods: list[MethodName] = Field(min_length=1, description="Training methods.")
+    sizes: list[PositiveInt | None] = Field([None], description="Training records per run (null: all).")
+    ablations: Ablations = Field(default_factory=Ablations)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training options (langshift train's).")
+    eval: ExperimentEval = Field(default_factory=ExperimentEval, description="Evaluation options.")
+    launcher: Launcher = Field(default_factory=Launcher)
+    quick: dict = Field(default_factory=dict, description="Overrides applied by --quick.")
+    seed: int = Field(0, ge=0, description="Seed of the data split, training order and sampling.")
+    jobs: int = Field(1, ge=1, description="Stages run at once, each in its own process.")
+
+    @field_validator("sizes", "ablations", "train", "eval", "launcher", mode="before")
+    @classmethod
+    def _null_is_default(cls, value, info):
+        if value is not None:
+            return value
+        return [None] if info.field_name == "sizes" else {}
+
+    @model_validator(mode="after")
+    def _launcher_and_jobs(self):
+        if self.jobs > 1 and self.launcher.kind == "accelerate":
+            raise ValueError("jobs > 1 runs one stage per process; with launcher 'accelerate' use jobs: 1")
+        return self
+
+
+def read_yaml(path: str | Path) -> dict:
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError(source, "config file not found") from None
+    except UnicodeDecodeError as e:
+        raise InputError(source, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(source, f"invalid YAML: {getattr(e, 'problem', None) or e}",
+                         line=mark.line + 1 if mark else None) from None
+    if not isinstance(raw, dict):
+        raise InputError(source, "expected a mapping at the top level")
+    return raw
+
+
+def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[str] = ()) -> Experiment:
+    """Read and validate the whole config before any stage runs; errors name the file and key."""
+    source = str(path)
+    raw = read_yaml(path)
+    if quick:
+        if not raw.get("quick"):
+            raise InputError(source, "--quick needs a 'quick' section of overrides", field="quick")
+        if not isinstance(raw["quick"], dict):
+            raise InputError(source, "expected a mapping of overrides", field="quick")
+        for dotted, value in raw["quick"].items():
+            set_dotted(raw, str(dotted), value)
+    for item in overrides:
+        set_dotted(raw, *parse_override(item))
+    exp = Experiment.parse(raw, source=source)
+    if not exp.name:
+        exp.name = Path(source).stem
+    if not exp.out:
+        exp.out = f"runs/{exp.name}"
+    return exp

@@ -1,0 +1,209 @@
+"""The stages of an experiment: data -> train -> eval, each a directory named by what produced it.
+
+A stage's directory is `<root>/<kind>/<label>-<hash of its inputs>`: its options and the keys of the
+stages it reads. So a rerun finds what is done (`stage.json`), a changed setting reruns only what
+depends on it, and an interrupted stage resumes in place.
+
+A `Stage` is plain data: `spec` holds everything its runner needs (JSON), so any process, on this
+machine or another, runs it from its directory alone (`run_stage_dir`).
+
+    runs/<name>/data/<lang>-<key>/                              records.jsonl, dataset/, data_card.md
+    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>-<key>/   model, metrics.jsonl
+    runs/<name>/eval/<model>-<lang>-<method>-<size>-...-<key>/   results.json, responses, report.md
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from langshift.experiment.config import Experiment, ModelEntry
+from langshift.files import stable_hash, write_json
+from langshift.train.objectives import METHODS, PIPELINES
+
+EVAL_COST = 100  # an evaluation weighs about as much as training on 100 sequences (for ordering only)
+SPEC = "spec.json"
+DONE = "stage.json"
+
+
+@dataclass
+class Stage:
+    kind: str  # data | train | eval
+    label: str
+    inputs: dict  # everything that determines the output (hashed into the directory name)
+    spec: dict  # what the stage's runner reads: its inputs plus the paths of the stages it reads
+    needs: list[Stage] = field(default_factory=list)  # stages whose outputs this one reads
+    cost: float = 1.0  # rough work estimate: with jobs > 1 the costliest ready stage starts first
+    facts: dict = field(default_factory=dict)  # eval stages: what the report's rows say they measured
+
+    def directory(self, root: Path) -> Path:
+        return root / self.kind / f"{self.label}-{stable_hash(self.inputs, length=10)}"
+
+
+def is_done(directory: Path) -> bool:
+    return (directory / DONE).is_file()
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def _data_stage(exp: Experiment, lang: str) -> Stage:
+    spec = {**exp.data.set_options(), "lang": lang, "seed": exp.seed}
+    return Stage("data", lang, spec, {"data": spec})
+
+
+def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
+                 size: int | None, trainable: str, nll: str) -> Stage:
+    options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
+               "lang": lang, "limit": size, "trainable": trainable, "nll": nll,
+               "seed": exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed}
+    label = "-".join(str(p) for p in (model.name, lang, method.replace("+", "_"), size or "all", trainable, nll))
+    spec = {"train": options, "data_dir": str(data.directory(root)), "launcher": exp.launcher.model_dump()}
+    sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
+    return Stage("train", label, {"train": options, "data": stable_hash(data.inputs)}, spec, needs=[data],
+                 cost=(size or 10**5) * sequences)
+
+
+def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_file: str | None,
+                produced_by: dict, baseline: Path | None, needs: list[Stage], facts: dict) -> Stage:
+    settings = exp.eval.set_options()
+    settings.pop("baseline", None)
+    demo = exp.data.source == "demo"
+    options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label,
+               "seed": exp.eval.seed if "seed" in settings else exp.seed, **settings}
+    for key in ("belebele", "mmmlu"):  # the packaged demo sets stand in for the hub's with demo data
+        if options.get(key, "demo" if demo else None) == "demo":
+            from langshift.data.seed import demo_dir
+
+            options[key] = str(demo_dir() / f"{key}.jsonl")
+    if options.get("prompts") == "demo":
+        options["prompts"] = None  # the suite's default: the packaged demo prompts
+    inputs = {"eval": options, "model": produced_by, "baseline": str(baseline) if baseline else None}
+    spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file},
+            "baseline": str(baseline) if baseline is not None and options.get("judge") else None,
+            "baseline_method": exp.eval.baseline}
+    return Stage("eval", label, inputs, spec, needs=needs, cost=EVAL_COST, facts=facts)
+
+
+def plan(exp: Experiment, root: Path) -> list[Stage]:
+    """Every stage in run order (the stages a stage reads come before it)."""
+    stages: list[Stage] = []
+    for lang in exp.languages:
+        data = _data_stage(exp, lang)
+        stages.append(data)
+        for model in exp.models:
+            base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
+                          "nll": None}
+            stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
+                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts))
+            trained = []
+            for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes, exp.ablations.trainable,
+                                                                  exp.ablations.nll):
+                if nll != "target" and method != "clo":
+                    continue  # the NLL ablation is CLO's (Table 5)
+                facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll}
+                trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll), facts))
+            stages += [t for t, _ in trained]
+            baseline = _baseline(exp, trained)
+            baseline_eval = None
+            for t, facts in sorted(trained, key=lambda tf: tf[0] is not baseline):  # the baseline first
+                judged_against = None if t is baseline or baseline_eval is None else baseline_eval
+                ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
+                                 judged_against.directory(root) if judged_against else None,
+                                 [t, *([judged_against] if judged_against else [])], facts)
+                if t is baseline:
+                    baseline_eval = ev
+                stages.append(ev)
+    return stages
+
+
+def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | None:
+    """The pairwise judge compares against SFT at the largest size (paper §4.2 and Figure 3)."""
+    from langshift.eval.tasks import TASKS
+
+    if not exp.eval.judge or not any(TASKS[t].needs_judge for t in exp.eval.tasks):
+        return None
+    candidates = [(t, f) for t, f in trained if f["method"] == exp.eval.baseline and f["trainable"] == "attention"]
+    return max(candidates, key=lambda tf: tf[1]["size"] or 10**9)[0] if candidates else None
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def run_data(spec: dict, out: Path) -> None:
+    from langshift.data.build import build_dataset
+    from langshift.data.english import load_english
+    from langshift.data.seed import demo_english
+    from langshift.data.translators import make_translator
+
+    data, lang = spec["data"], spec["data"]["lang"]
+    if data["source"] == "demo":
+        rows, backend = demo_english(lang), "precomputed"
+    else:
+        rows, backend = load_english(data["source"], data.get("n")), data.get("translator", "hf")
+    translator = make_translator(backend, **(data.get("translator_options") or {}))
+    build_dataset(rows, lang, translator, out, val_size=data.get("val_size", 0.05), seed=data["seed"],
+                  keep_filtered=data.get("keep_filtered", False))
+
+
+def run_train(spec: dict, out: Path) -> None:
+    from langshift.train.config import TrainConfig
+
+    cfg = TrainConfig.from_dict({**spec["train"], "data": str(Path(spec["data_dir"]) / "records.jsonl"), "out": str(out),
+                                 "resume": (out / "checkpoints").is_dir()})
+    if spec["launcher"]["kind"] == "accelerate":
+        _launch_accelerate(spec["launcher"], cfg, out)
+    else:
+        from langshift.train.recipe import train
+
+        train(cfg)
+
+
+def _launch_accelerate(launcher: dict, cfg, out: Path) -> None:
+    """Multi-GPU training: the same `langshift train` under `accelerate launch` (DDP, FSDP, DeepSpeed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "train.yaml"
+    cfg_path.write_text(yaml.safe_dump({"train": cfg.to_dict()}, sort_keys=False, allow_unicode=True))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launcher.get("config_file"):
+        cmd += ["--config_file", str(launcher["config_file"])]
+    if launcher.get("num_processes"):
+        cmd += ["--num_processes", str(launcher["num_processes"])]
+    cmd += [*map(str, launcher.get("args", [])), "-m", "langshift.cli", "train", "--config", str(cfg_path)]
+    subprocess.run(cmd, check=True)
+
+
+def run_eval(spec: dict, out: Path) -> None:
+    from langshift.eval.suite import evaluate
+
+    cfg = {**spec["eval"], "out": str(out)}
+    if spec.get("baseline"):
+        cfg["baseline_responses"], cfg["baseline_name"] = spec["baseline"], Path(spec["baseline"]).name
+    evaluate(cfg)
+
+
+RUNNERS = {"data": run_data, "train": run_train, "eval": run_eval}
+
+
+def write_spec(stage: Stage, root: Path) -> Path:
+    """Put the stage's spec in its directory, so that any process can run it from there."""
+    out = stage.directory(root)
+    write_json(out / SPEC, {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs, "spec": stage.spec})
+    return out
+
+
+def run_stage_dir(out: Path) -> None:
+    """Run the stage whose spec is in `out`, then mark it done (`stage.json`)."""
+    out = Path(out)
+    stage = json.loads((out / SPEC).read_text(encoding="utf-8"))
+    t0 = time.time()
+    RUNNERS[stage["kind"]](stage["spec"], out)
+    write_json(out / DONE, {"kind": stage["kind"], "label": stage["label"], "inputs": stage["inputs"],
+                            "seconds": round(time.time() - t0, 1), "finished": time.time()})
