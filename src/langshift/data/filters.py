@@ -60,6 +60,17 @@ def _norm(s: str) -> str:
     return " ".join(s.casefold().split())
 
 
+_WORD = re.compile(r"\w+")
+
+
+def normalized_words(text: str) -> list[str]:
+    """The words of `text` casefolded, with punctuation and whitespace dropped: "Hi,  there!" -> [hi, there].
+
+    The one notion of "the same text" for overlap checks (held-out vs training data) and prompt echoes.
+    """
+    return _WORD.findall(text.casefold())
+
+
 def _letters(s: str) -> int:
     return sum(ch.isalpha() for ch in s)
 
