@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from langshift.data.segment import segment
-from langshift.testing.tiny_mt import MT_CORPUS, make_tiny_m2m100
 from langshift.data.translators import convert, make_translator
+from langshift.testing.tiny_mt import MT_CORPUS, make_tiny_m2m100
 
 ANSWERS = [
     "## Keeping a sink clear\n\nA few simple habits help. Never pour grease down the drain; let it cool and "
