@@ -30,11 +30,19 @@ torch.matmul measured in this run with the same threads:
     mfu = model FLOPs / (time of the CLO worker's timed part) / peak
 `mfu_6nt` is the common 6*N*T convention (as if all parameters trained, no reference pass).
 Ends with one JSON line. About 10-12 min on 2 idle cores with the defaults (2 steps per contender).
+
+The same workers run on a GPU (bench/gpu_check.py drives them): the plan then names `device`
+"cuda", `dtype` "bfloat16", a model `config` to build with random weights on the device instead of a
+model dir (TRL's reference is then a second model built from the same config and seed, since there
+is no dir to reload it from), and `micro_batch` "engine" (records per forward as `langshift train`
+picks them from its token budget). Memory is then the peak of torch.cuda.max_memory_allocated()
+after the model is built minus what was allocated before; clocks are read after a synchronize.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -77,6 +85,81 @@ def peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+class RssMeter:
+    """Peak resident memory of this process while the job runs (CPU runs)."""
+
+    def start(self) -> None:
+        self.base_kb, self.exact = rss_kb(), reset_peak()
+
+    def read(self) -> dict:
+        return {"peak_delta_mb": (peak_kb() - self.base_kb) / 1024, "peak_mb": peak_kb() / 1024,
+                "base_mb": self.base_kb / 1024, "peak_exact": self.exact, "memory": "rss"}
+
+
+class CudaMeter:
+    """Peak GPU memory allocated by tensors while the job runs (the caching allocator's own view)."""
+
+    def start(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.base = torch.cuda.memory_allocated()
+
+    def read(self) -> dict:
+        import torch
+
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        return {"peak_delta_mb": (peak - self.base) / 2**20, "peak_mb": peak / 2**20, "base_mb": self.base / 2**20,
+                "peak_exact": True, "peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20, "memory": "cuda"}
+
+
+METERS = {"cpu": RssMeter, "cuda": CudaMeter}
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so that a clock read after it measures the work."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def bench_model(plan: dict, spec=None):
+    """The contender's model: random weights from `plan["config"]` built on the device (seeded, so every
+    build of one config is the same model), or the model dir of `spec`."""
+    import torch
+
+    from langshift import models
+
+    device, dtype = plan.get("device", "cpu"), plan.get("dtype", "float32")
+    if plan.get("config"):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        cfg = dict(plan["config"])
+        config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+        torch.manual_seed(0)
+        with torch.device(device):
+            return AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    return models.load_model(spec, dtype=dtype).to(device)
+
+
+def step_clock(device: str):
+    """A TrainerCallback recording the wall clock at the end of every optimizer step."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            sync(device)
+            self.ends.append(time.perf_counter())
+
+    return StepClock()
+
+
 # -------------------------------------------------------------------------------------------- data
 
 
@@ -116,6 +199,21 @@ def build_records(n: int, seed: int):
     return records[:n]
 
 
+def lengthen(records, factor: int):
+    """Each record's responses followed by those of the next `factor - 1` records (both languages, so
+    the pair stays parallel): the demo's short answers at the length of typical oasst1 replies."""
+    from langshift.records import Record
+
+    if factor <= 1:
+        return list(records)
+    out = []
+    for i, r in enumerate(records):
+        more = [records[(i + k) % len(records)] for k in range(1, factor)]
+        out.append(Record(r.id, r.lang, r.en_prompt, "\n\n".join([r.en_response] + [m.en_response for m in more]),
+                          r.tgt_prompt, "\n\n".join([r.tgt_response] + [m.tgt_response for m in more])))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- workers
 
 
@@ -129,8 +227,6 @@ def _training_args(
     checkpointing: bool,
 ):
     """The engine's own TrainingArguments, without evaluation and checkpoints (not part of a step)."""
-    import dataclasses
-
     from langshift.train.config import TrainConfig
     from langshift.train.recipe import _training_args
 
@@ -176,15 +272,17 @@ def run_ours(plan: dict) -> dict:
 
     method_name, micro, checkpointing = variant(plan["contender"])
     method = METHODS[method_name]
-    spec = models.resolve_model(plan["model"])
+    device = plan.get("device", "cpu")
+    spec = models.resolve_model(plan.get("tokenizer") or plan["model"])
     tok = models.load_tokenizer(spec)
     records = load_records(plan["data"])
-    base = rss_kb()
-    exact = reset_peak()
-    model = models.load_model(spec, dtype="float32")
+    meter = METERS[device]()
+    meter.start()
+    model = bench_model(plan, spec)
     encoder = Encoder(tok, models.chat_format(tok), plan["max_length"])
     cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite")  # empty: the pass is timed
 
+    sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
 
     model_key = weights_fingerprint(model)  # timed with the pass, as the recipe computes it once too
@@ -195,7 +293,14 @@ def run_ours(plan: dict) -> dict:
     units = build_units(records, encoder, method)
     if method.needs_ref:
         attach_reference(units, ref_fn)
+    sync(device)
     t_ref = time.perf_counter() - t0
+    if plan.get("micro_batch") == "engine" and "-mb" not in plan["contender"]:
+        from langshift.train.config import TrainConfig
+        from langshift.train.recipe import pick_micro_batch
+
+        per_record = sum(u.length for u in units) / len(records)
+        micro = pick_micro_batch(BATCH, per_record, TrainConfig.micro_batch_tokens)
     model = select_trainable(model, "attention")
     args = _training_args(
         method.name,
@@ -206,6 +311,8 @@ def run_ours(plan: dict) -> dict:
         plan["lr"],
         checkpointing,
     )
+    if plan.get("dtype") == "bfloat16":
+        args = dataclasses.replace(args, bf16=True)
     install_logps_forward(model)
     trainer = LangshiftTrainer(
         model=model,
@@ -217,35 +324,42 @@ def run_ours(plan: dict) -> dict:
         hyper=Hyper(lam=0.5, beta=0.1, nll_on="target"),
     )
     return {
-        **_train_and_measure(trainer, model, base, exact, t_ref, c0),
+        **_train_and_measure(trainer, model, meter, device, t_ref, c0),
         "tokens": sum(len(s.ids) for u in units for s in u.seqs),
         "sequences": sum(len(u.seqs) for u in units),
+        "micro_batch_records": micro,
     }
 
 
-def _train_and_measure(trainer, model, base_kb: int, exact: bool, ref_s: float, cpu_start: float) -> dict:
+def _train_and_measure(trainer, model, meter, device: str, ref_s: float, cpu_start: float) -> dict:
     """Run `trainer.train()` and read what every contender reports: times (the reference pass
-    included), peak memory, losses and parameter counts."""
+    included, and each optimizer step's), peak memory, losses and parameter counts."""
     from langshift.train.params import trainable_summary
 
+    clock = step_clock(device)
+    trainer.add_callback(clock)
+    sync(device)
     t1 = time.perf_counter()
     trainer.train()
+    sync(device)
     t_train = time.perf_counter() - t1
     share = trainable_summary(model)
     logged = [h for h in trainer.state.log_history if "loss" in h]
+    embeddings = model.get_input_embeddings().weight
+    tied = embeddings is model.get_output_embeddings().weight
     return {
         "time_s": ref_s + t_train,
         "cpu_s": time.process_time() - cpu_start,
         "ref_s": ref_s,
         "train_s": t_train,
+        "step_s": [b - a for a, b in zip([t1] + clock.ends, clock.ends, strict=False)],
         "steps": trainer.state.global_step,
-        "peak_delta_mb": (peak_kb() - base_kb) / 1024,
-        "peak_mb": peak_kb() / 1024,
-        "base_mb": base_kb / 1024,
-        "peak_exact": exact,
+        **meter.read(),
         "losses": [h["loss"] for h in logged],
         "grad_norms": [h.get("grad_norm") for h in logged],
         "params": share["total"],
+        # what takes part in matmuls: an untied input embedding is a lookup
+        "matmul_params": share["total"] - (0 if tied else embeddings.numel()),
         "trainable": share["trainable"],
     }
 
@@ -260,7 +374,8 @@ def run_trl(plan: dict) -> dict:
     from langshift.train.encode import Encoder
     from langshift.train.params import select_trainable
 
-    spec = models.resolve_model(plan["model"])
+    device = plan.get("device", "cpu")
+    spec = models.resolve_model(plan.get("tokenizer") or plan["model"])
     tok = models.load_tokenizer(spec)
     fmt = models.chat_format(tok)
     records = load_records(plan["data"])
@@ -283,9 +398,12 @@ def run_trl(plan: dict) -> dict:
             }
         )
         ours += [(enc["en_chosen"], enc["en_rejected"]), (enc["tgt_chosen"], enc["tgt_rejected"])]
-    base = rss_kb()
-    exact = reset_peak()
-    model = models.load_model(spec, dtype="float32")
+    meter = METERS[device]()
+    meter.start()
+    model = bench_model(plan, spec)
+    # TRL reloads its reference from the model's dir; a model built from a config has none, so the
+    # reference is the same build again (same config, same seed: the same weights), as TRL would load.
+    ref_model = bench_model(plan, spec).eval().requires_grad_(False) if plan.get("config") else None
     model = select_trainable(model, "attention")
     args = DPOConfig(
         output_dir=str(Path(plan["work"]) / plan["contender"]),
@@ -295,8 +413,8 @@ def run_trl(plan: dict) -> dict:
         learning_rate=plan["lr"],
         beta=0.1,
         lr_scheduler_type="cosine",
-        bf16=False,
-        use_cpu=True,
+        bf16=plan.get("dtype") == "bfloat16",
+        use_cpu=device == "cpu",
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -306,14 +424,20 @@ def run_trl(plan: dict) -> dict:
         activation_checkpointing=plan["contender"] != "trl-dpo-nogc",
     )
     trainer = DPOTrainer(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tok,
     )
     same = len(trainer.train_dataset) == len(ours) and all(
         row["prompt_ids"] + row["chosen_ids"] == w.ids and row["prompt_ids"] + row["rejected_ids"] == rej.ids
         for row, (w, rej) in zip(trainer.train_dataset, ours, strict=False)
     )
     return {
-        **_train_and_measure(trainer, model, base, exact, 0.0, time.process_time()),
+        **_train_and_measure(trainer, model, meter, device, 0.0, time.process_time()),
+        "tokens": sum(len(w.ids) + len(rej.ids) for w, rej in ours),
+        "sequences": 2 * len(ours),
         "same_token_ids": same,
         "has_ref_model": trainer.ref_model is not None,
         "gradient_checkpointing": bool(args.activation_checkpointing),
@@ -322,16 +446,23 @@ def run_trl(plan: dict) -> dict:
 
 
 def run_matmul(plan: dict) -> dict:
+    """Best 2n^3/t of an n x n matmul in the run's device and dtype: the peak MFU is measured against."""
     import torch
 
+    device, dtype = plan.get("device", "cpu"), getattr(torch, plan.get("dtype", "float32"))
     n, best = plan["matmul_n"], float("inf")
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)  # warm-up
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):  # warm-up (library init, kernel choice, clocks)
+        torch.matmul(a, b)
     for _ in range(plan["matmul_reps"]):
+        sync(device)
         t = time.perf_counter()
         torch.matmul(a, b)
+        sync(device)
         best = min(best, time.perf_counter() - t)
-    return {"peak_flops": 2 * n**3 / best, "n": n, "best_s": best, "threads": torch.get_num_threads()}
+    return {"peak_flops": 2 * n**3 / best, "n": n, "best_s": best, "threads": torch.get_num_threads(),
+            "device": device, "dtype": str(dtype).removeprefix("torch."),
+            "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
 
 
 WORKERS = {
@@ -362,14 +493,16 @@ def worker(name: str, plan_path: str) -> None:
 
 
 def spawn(name: str, plan_path: Path, verbose: bool) -> dict:
+    """Run one worker in a fresh process (its own memory peak) and return its RESULT line."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "TQDM_DISABLE": "1",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
     }
+    if json.loads(Path(plan_path).read_text()).get("device", "cpu") == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", name, "--plan", str(plan_path)],

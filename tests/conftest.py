@@ -36,6 +36,29 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 
 
+@pytest.fixture(scope="session")
+def hub_home(tmp_path_factory) -> Path:
+    """HF_HOME holding the stand-in hub cache (HF_HOME/hub) of every id the paper configs use; built
+    once per session (a few seconds). Use `hub_cache` in a test, or `langshift.testing.hub.hub_env` /
+    `offline_hub` for a subprocess or a wider scope."""
+    from langshift.testing.hub import build_hub_cache
+
+    home = tmp_path_factory.mktemp("hf-home")
+    build_hub_cache(home / "hub")
+    return home
+
+
+@pytest.fixture
+def hub_cache(hub_home):
+    """For one test: this process reads the hub offline from the stand-ins (HF_HOME, HF_HUB_CACHE,
+    HF_DATASETS_CACHE under `hub_home`, HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); restored afterwards.
+    Yields the hub cache directory."""
+    from langshift.testing.hub import offline_hub
+
+    with offline_hub(hub_home) as cache:
+        yield cache
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -183,10 +183,10 @@ def _is_table(p: Path) -> bool:
 
 
 def _oasst1_hub() -> Iterator[tuple[str, int, dict]]:
-    import datasets
+    from langshift.hub import load_split
 
     for split in ("train", "validation"):
-        ds = datasets.load_dataset(OASST1_HUB, split=split)
+        ds = load_split(OASST1_HUB, split=split)
         for i, m in enumerate(ds, start=1):
             yield f"{OASST1_HUB}[{split}]", i, m
 
@@ -212,9 +212,9 @@ def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _hub_objects(name: str, mapping: dict) -> Iterator[tuple[int, dict]]:
-    import datasets
+    from langshift.hub import load_split
 
-    ds = datasets.load_dataset(name, mapping.get("config"), split=mapping.get("split") or "train")
+    ds = load_split(name, mapping.get("config"), split=mapping.get("split") or "train")
     for i, row in enumerate(ds, start=1):
         yield i, dict(row)
 

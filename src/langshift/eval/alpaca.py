@@ -38,6 +38,9 @@ from langshift.progress import progress_bar
 
 PROMPT_VERSION = "appC-json-v1"  # bump when the rendered prompt changes: old cache entries stop matching
 HUB_DATASET = "tatsu-lab/alpaca_eval"
+# The repo is a loading-script dataset, which `datasets` >= 4 refuses (tatsu-lab/alpaca_eval#454); its
+# evaluation set is this JSON list of {"instruction", "output", "generator", "dataset"} (805 rows).
+HUB_FILE = "alpaca_eval.json"
 
 SYSTEM = (
     "You are a highly efficient assistant, who evaluates and rank large language models (LLMs) based on the "
@@ -428,7 +431,8 @@ def _pick(obj: dict, keys: Sequence[str]):
 def load_instructions(source: str | Path | None, lang: str, limit: int | None = None) -> list[dict]:
     """{"id","instruction"} rows in `lang`.
 
-    `source`: None or "tatsu-lab/alpaca_eval" (English only, from the hub); or a local JSONL/JSON whose
+    `source`: None or "tatsu-lab/alpaca_eval" (English only, from the hub; rows also carry "dataset",
+    the AlpacaEval subset a row comes from, e.g. "koala"); or a local JSONL/JSON whose
     rows hold the instruction under the language's code (demo prompts.jsonl: {"id","en","sw",...}),
     "instruction", "prompt", or "tgt_prompt" (translated records); "id" is optional.
     """
@@ -440,9 +444,13 @@ def load_instructions(source: str | Path | None, lang: str, limit: int | None = 
             )
         from huggingface_hub import hf_hub_download
 
-        path = hf_hub_download(HUB_DATASET, "alpaca_eval.json", repo_type="dataset")
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))
-        out = [{"id": f"alpaca-{i:04d}", "instruction": r["instruction"]} for i, r in enumerate(rows)]
+        path = hf_hub_download(HUB_DATASET, HUB_FILE, repo_type="dataset")
+        out = []
+        for index, row in _iter_rows(path):
+            text = row.get("instruction")
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(path, "missing or empty", line=index, field="instruction")
+            out.append({"id": f"alpaca-{index - 1:04d}", "instruction": text, "dataset": row.get("dataset")})
         return out[:limit] if limit else out
     out = []
     for line, row in _iter_rows(source):

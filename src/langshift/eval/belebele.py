@@ -81,9 +81,9 @@ def load_belebele(source: str | os.PathLike = HUB, lang: str = "en", limit: int 
                     field="dialect",
                 )
     else:
-        from datasets import load_dataset
+        from langshift.hub import load_split
 
-        rows = list(enumerate(load_dataset(str(source), dialect, split="test"), start=1))
+        rows = list(enumerate(load_split(str(source), dialect, split="test"), start=1))
     items = [_item(path, n, row, dialect) for n, row in rows]
     return items[:limit] if limit else items
 

@@ -141,10 +141,10 @@ def load_mmmlu(
                 raise InputError(path, f"no rows for {language.name} ({language.code})", field="lang")
         items = [_item(path, n, row) for n, row in rows]
     else:
-        from datasets import load_dataset
+        from langshift.hub import load_split
 
         if language.mmmlu_subset is None:  # English: MMLU itself, normalised to MMMLU's columns
-            ds = load_dataset(MMLU_HUB if str(source) == HUB else str(source), "all", split="test")
+            ds = load_split(MMLU_HUB if str(source) == HUB else str(source), "all", split="test")
             rows = [
                 {
                     "Question": r["question"],
@@ -155,7 +155,7 @@ def load_mmmlu(
                 for r in ds
             ]
         else:
-            rows = list(load_dataset(str(source), language.mmmlu_subset, split="test"))
+            rows = list(load_split(str(source), language.mmmlu_subset, split="test"))
         items = [_item(Path(str(source)), n, row) for n, row in enumerate(rows, start=1)]
     if sample:
         items = stratified_sample(items, sample, seed)
