@@ -7,6 +7,7 @@ import functools
 import typer
 
 from langshift.files import InputError
+from langshift.redact import redact
 
 
 def user_errors(fn):
@@ -17,7 +18,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (InputError, ValueError) as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {redact(str(e))}", err=True)  # no configured key, whatever raised it
             raise typer.Exit(2) from None
         except RuntimeError as e:  # an expected failure that says so (e.g. a stage that failed): its own code
             if getattr(e, "exit_code", None) is None:

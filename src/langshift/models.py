@@ -96,9 +96,32 @@ def load_tokenizer(spec: ModelSpec, *, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_remote_code: bool = False):
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def check_weights_format(spec: ModelSpec, allow_pickle: bool) -> None:
+    """Refuse a local model directory whose weights are only pickle files unless `allow_pickle`:
+    unpickling can run code the file carries, safetensors cannot (and is what langshift writes)."""
+    root = Path(spec.path)
+    if allow_pickle or spec.gguf_file or not root.is_dir():
+        return
+    if any(root.glob("*.safetensors")) or (root / "model.safetensors.index.json").is_file():
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in root.glob(pattern) if p.name != "training_args.bin")
+    if pickles:
+        from langshift.files import InputError
+
+        raise InputError(root, f"holds only pickle weights ({', '.join(pickles[:3])}), which can run code when "
+                         "loaded; convert them to safetensors, or opt in with allow_pickle_weights: true "
+                         "(load_model(..., allow_pickle=True))")
+
+
+def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_remote_code: bool = False,
+               allow_pickle: bool = False):
+    """The causal LM at `spec`. Safetensors only, unless `allow_pickle` (pickle .bin weights can run code)."""
     from transformers import AutoModelForCausalLM
 
+    check_weights_format(spec, allow_pickle)
     torch_dtype = _dtype(dtype)
     if spec.gguf_file:
         gguf_model = AutoModelForCausalLM.from_pretrained(spec.path, gguf_file=spec.gguf_file, dtype=torch.float32)
@@ -112,9 +135,18 @@ def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_
         del gguf_model
         model = model.to(torch_dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(
-            spec.path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None
-        )
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                spec.path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True,  # a hub repo without safetensors fails here too
+            )
+        except OSError as e:
+            if allow_pickle or "safetensors" not in str(e):
+                raise
+            from langshift.files import InputError
+
+            raise InputError(spec.path, "has no safetensors weights; opt in to pickle weights with "
+                             "allow_pickle_weights: true (load_model(..., allow_pickle=True))") from None
     if device:
         model = model.to(device)
     model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
@@ -133,7 +165,8 @@ def causal_lm(model):
 
 
 def load(model: str | os.PathLike, gguf_file: str | None = None, **kw):
-    """(model, tokenizer) from any `--model` form."""
+    """(model, tokenizer) from any `--model` form; `kw` go to `load_model` (dtype, device,
+    trust_remote_code, allow_pickle)."""
     spec = resolve_model(model, gguf_file)
     trust = kw.get("trust_remote_code", False)
     return load_model(spec, **kw), load_tokenizer(spec, trust_remote_code=trust)

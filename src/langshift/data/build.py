@@ -8,11 +8,11 @@
         data_card.md         source, rule, backend, model, counts, filter report
         rejected.jsonl       with --keep-filtered: rejects with meta.filter_reasons
 
-Resuming: every translated chunk is committed to the SQLite cache before the next starts, so a killed
-run restarted with the same arguments translates only what is missing. Chunks are fixed slices of the
-length-sorted unique segments, aligned to the translator's batches, so a resumed run feeds the model
-exactly the batches an uninterrupted run would, and writes identical output. Outputs are written
-atomically at the end.
+Resuming: every batch a model translates, and every request an API translator completes, is committed
+to the SQLite cache at once, so a killed run restarted with the same arguments translates only what is
+missing (an API run loses at most the requests in flight). Batches are fixed slices of the
+length-sorted unique segments, so a resumed run feeds a batched model exactly the batches an
+uninterrupted run would, and writes identical output. Outputs are written atomically at the end.
 """
 
 from __future__ import annotations
@@ -108,25 +108,46 @@ def _precomputed(row: dict, lang: str, file) -> tuple[str, str]:
 def translate_segments(
     texts: list[str], translator: Translator, lang: str, cache: TranslationCache, chunk_size: int
 ) -> tuple[dict[str, str], dict]:
-    """{segment: translation} for the unique `texts`, from the cache or the translator, chunk by chunk."""
+    """{segment: translation} for the unique `texts`, from the cache or the translator.
+
+    The unique segments are sorted by length and cut into fixed chunks of `chunk_size` (a multiple of
+    the translator's batch). A batched model gets whole batches, the same slices of a chunk that an
+    uninterrupted run feeds it, whatever the cache already holds; an independent translator (one
+    request per text) gets only the missing texts of a chunk. Whatever the translator completes - a
+    batch, or one request - is committed to the cache at once, so a kill loses at most the batch or
+    the requests in flight.
+    """
     order = sorted(set(texts), key=lambda s: (len(s), s))
     done = cache.get_many(translator.identity, SRC, lang, order)
     stats = {"unique_segments": len(order), "from_cache": len(done), "translated": 0}
+    batch = max(1, translator.batch_size)
     bar = progress_bar(
         total=len(order), initial=len(done), unit="seg", desc=f"translate {SRC}->{lang}", dynamic_ncols=True
     )
-    for start in range(0, len(order), chunk_size):
-        todo = [s for s in order[start : start + chunk_size] if s not in done]
-        if not todo:
-            continue
-        out = translator.translate(todo, SRC, lang)
-        if len(out) != len(todo):
-            raise RuntimeError(f"translator returned {len(out)} outputs for {len(todo)} inputs")
-        cache.put_many(translator.identity, SRC, lang, list(zip(todo, out, strict=True)))
-        done.update(zip(todo, out, strict=True))
-        stats["translated"] += len(todo)
-        bar.update(len(todo))
-    bar.close()
+    try:
+        for start in range(0, len(order), chunk_size):
+            chunk = order[start : start + chunk_size]
+            if translator.independent:
+                feeds = [[s for s in chunk if s not in done]]
+            else:
+                feeds = [chunk[i : i + batch] for i in range(0, len(chunk), batch)]
+            for feed in feeds:
+                missing = {s for s in feed if s not in done}
+                if not missing:
+                    continue
+                answered: set[int] = set()
+                for group in translator.translate_stream(feed, SRC, lang):
+                    pairs = [(feed[i], out) for i, out in group]
+                    cache.put_many(translator.identity, SRC, lang, pairs)
+                    new = [(s, out) for s, out in pairs if s in missing and s not in done]
+                    done.update(new)  # a segment already cached keeps its stored translation
+                    answered.update(i for i, _ in group)
+                    stats["translated"] += len(new)
+                    bar.update(len(new))
+                if len(answered) != len(feed):
+                    raise RuntimeError(f"translator returned {len(answered)} outputs for {len(feed)} inputs")
+    finally:
+        bar.close()  # ends the bar's line, also when the translator raises
     return done, stats
 
 

@@ -8,7 +8,9 @@ Sources (`load_english(source, n)`):
   * `hf:NAME`       any hub dataset with those shapes (`split=`, `config=` in the mapping).
 
 The oasst1 rule (paper §4.1: "6,400 samples ... selected in order of highest ranking", first turn):
-  1. rebuild each message tree from (message_id, parent_id, message_tree_id);
+  1. rebuild each message tree from (message_id, parent_id, message_tree_id); a root has no parent
+     (`parent_id` null, or "" as some exports write it); a message whose parent is not in the export
+     (an orphan, e.g. from a partial export) is skipped and counted (`select_oasst1(..., stats=)`);
   2. keep a tree only if its root is an English (`lang == "en"`) prompter message that is neither
      deleted nor failed review (`review_result is False`); a deleted root drops its whole tree;
   3. candidates are first-turn pairs (root, r) for every direct assistant reply r of the root with
@@ -29,11 +31,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from langshift.files import InputError
+
+log = logging.getLogger("langshift")
 
 OASST1_HUB = "OpenAssistant/oasst1"
 OASST1_REQUIRED = ("message_id", "parent_id", "message_tree_id", "role", "lang", "text")
@@ -46,7 +51,11 @@ def load_english(source: str, n: int | None = None, **mapping) -> list[dict]:
     kind, _, arg = str(source).partition(":")
     if kind == "oasst1":
         messages = _oasst1_local(Path(arg)) if arg else _oasst1_hub()
-        rows = select_oasst1(messages, n)
+        stats: dict = {}
+        rows = select_oasst1(messages, n, stats)
+        if not rows:
+            raise InputError(source, f"no usable English pairs found ({stats['messages']} messages, {stats['roots']} "
+                             f"roots, {stats['orphans']} orphans whose parent is not in the export)")
     elif kind == "jsonl":
         if not arg:
             raise InputError(source, "expected jsonl:PATH")
@@ -77,8 +86,16 @@ def _take(it: Iterable[dict], n: int | None) -> Iterator[dict]:
 # ----------------------------------------------------------------------------------------- oasst1
 
 
-def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = None) -> list[dict]:
-    """Apply the first-turn, highest-rank-first rule to (file, line, message) triples."""
+def _parent(m: dict) -> str | None:
+    """The parent's id; None for a root (null, or an empty string as some exports write it)."""
+    parent = m.get("parent_id")
+    return parent if isinstance(parent, str) and parent.strip() else None
+
+
+def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = None,
+                  stats: dict | None = None) -> list[dict]:
+    """Apply the first-turn, highest-rank-first rule to (file, line, message) triples. `stats`, when
+    given, receives the counts: messages, roots, orphans (parent not in the export), candidates."""
     by_id: dict[str, dict] = {}
     children: dict[str, list[dict]] = {}
     for file, line, m in messages:
@@ -95,9 +112,12 @@ def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = Non
         rank = m.get("rank")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
             raise InputError(file, f"expected an integer or null, got {rank!r}", line=line, field="rank")
+        if m["parent_id"] is not None and not isinstance(m["parent_id"], str):
+            raise InputError(file, f"expected a string or null, got {type(m['parent_id']).__name__}", line=line,
+                             field="parent_id")
         by_id[m["message_id"]] = m
-        if m["parent_id"] is not None:
-            children.setdefault(m["parent_id"], []).append(m)
+        if _parent(m) is not None:
+            children.setdefault(_parent(m), []).append(m)
 
     def ok(m: dict) -> bool:
         text = m.get("text")
@@ -109,9 +129,11 @@ def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = Non
             and bool(text.strip())
         )
 
+    orphans = sum(1 for m in by_id.values() if _parent(m) is not None and _parent(m) not in by_id)
+    roots = [m for m in by_id.values() if _parent(m) is None]
     candidates = []
-    for root in by_id.values():
-        if root["parent_id"] is not None or root["role"] != "prompter" or not ok(root):
+    for root in roots:
+        if root["role"] != "prompter" or not ok(root):
             continue
         for reply in children.get(root["message_id"], []):
             if reply["role"] == "assistant" and ok(reply):
@@ -122,6 +144,11 @@ def select_oasst1(messages: Iterable[tuple[str, int, dict]], n: int | None = Non
         return (rank is None, rank or 0, pair[0]["message_tree_id"], pair[1]["message_id"])
 
     candidates.sort(key=rank_key)
+    if stats is not None:
+        stats.update(messages=len(by_id), roots=len(roots), orphans=orphans, candidates=len(candidates))
+    if orphans:
+        log.warning("oasst1: %d of %d messages have a parent that is not in the export (orphans); skipped",
+                    orphans, len(by_id))
     rows = []
     for root, reply in candidates[:n] if n is not None else candidates:
         rows.append(

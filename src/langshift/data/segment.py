@@ -37,10 +37,11 @@ LINK_RE = re.compile(r"(!?\[)([^\[\]\n]*)(\]\([^()\s]*(?:\([^()\s]*\)[^()\s]*)*(
 PROTECT_RE = re.compile(
     r"(?P<code>(?P<ticks>`+).+?(?P=ticks))"
     r"|(?P<url>(?:https?|ftp)://[^\s<>\"'`]+|www\.[^\s<>\"'`]+)"
-    r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"|(?P<email>[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+)"  # local part <= 64 (RFC 5321): linear, not quadratic
     r"|(?P<html></?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>)"
 )
 URL_TRAILING = ".,;:!?'\")]}"
+WORD_WINDOW = 64
 ABBREVIATIONS = {
     "e.g",
     "i.e",
@@ -233,9 +234,17 @@ def _protected_spans(s: str):
     """(start, end, link_parts | None), left to right, non-overlapping."""
     spans = []
     pos = 0
+    p = lk = None
+    p_done = lk_done = False  # no match from some earlier position: none from any later one either
     while pos < len(s):
-        p = PROTECT_RE.search(s, pos)
-        lk = LINK_RE.search(s, pos)
+        # Search again only when the last match was consumed or overlapped: linear in len(s), where
+        # searching both patterns from every span would be quadratic on a text with many spans.
+        if not p_done and (p is None or p.start() < pos):
+            p = PROTECT_RE.search(s, pos)
+            p_done = p is None
+        if not lk_done and (lk is None or lk.start() < pos):
+            lk = LINK_RE.search(s, pos)
+            lk_done = lk is None
         if lk and (p is None or lk.start() <= p.start()):
             # A protected span inside the link text (e.g. `code`) is handled by the recursion.
             spans.append((lk.start(), lk.end(), (lk.span(1), lk.span(2), lk.span(3))))
@@ -271,7 +280,8 @@ def _text_run(out: Segmented, s: str, max_chars: int) -> None:
             out._lit(piece)  # "42", "->", "(3)": nothing to translate
         else:
             for chunk, is_chunk in _bounded(piece, max_chars):
-                out._tr(chunk) if is_chunk else out._lit(chunk)
+                # a hard cut can leave a chunk with no letters ("0000..."): nothing to translate there either
+                out._tr(chunk) if is_chunk and any(ch.isalpha() for ch in chunk) else out._lit(chunk)
     out._lit(trail)
 
 
@@ -286,7 +296,9 @@ def _sentences(s: str):
         if end >= len(s):
             break
         if ws_group == "ws":
-            word = re.search(r"(\S+?)[.!?…]*[\"'”’)\]]*$", s[start : m.start() + 1])
+            # the word before the mark, from a bounded window: an abbreviation is short, and a search
+            # over the whole sentence would be quadratic in a long run without spaces
+            word = re.search(r"(\S+?)[.!?…]*[\"'”’)\]]*$", s[max(start, m.start() - WORD_WINDOW) : m.start() + 1])
             prev = (word.group(1) if word else "").lower().rstrip(".")
             nxt = s[end]
             if prev in ABBREVIATIONS or (len(prev) == 1 and prev.isalpha()) or nxt.islower():

@@ -10,6 +10,10 @@ Language codes come from `langshift.languages` (M2M100 `sw`, NLLB `swh_Latn`, op
 is announced through the tokenizer's `src_lang`, the target by forcing the first decoded token to the
 target-language token (`__sw__` / `swh_Latn`), or for multi-target Marian models by a `>>sw<<` prefix.
 `identity` names everything that changes the output, and keys the translation cache.
+
+Output length is capped relative to the input (`capped_length`): a model stuck in a loop stops at
+`OUTPUT_RATIO` times the input's length plus `OUTPUT_SLACK`, never later than `max_length`, so one
+degenerate segment can neither run for minutes nor hand the filters a 100k-character string.
 """
 
 from __future__ import annotations
@@ -19,24 +23,40 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from langshift.files import atomic_dir, write_json
 from langshift.fingerprints import model_dir_identity
 from langshift.languages import Language, get_language
 from langshift.models import cache_dir
+from langshift.redact import redact_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HF_MODEL = "facebook/m2m100_1.2B"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
+# A translation is at most OUTPUT_RATIO x its input (tokens for a seq2seq model, UTF-8 bytes for an API
+# model, an upper bound on its tokens) + OUTPUT_SLACK: real translations stay far below (the length
+# filter rejects a byte ratio above 3), loops stop early.
+OUTPUT_RATIO, OUTPUT_SLACK = 3, 16
+CAP = f"cap={OUTPUT_RATIO}x+{OUTPUT_SLACK}"  # in every identity: the rule changes degenerate outputs
+
+
+def capped_length(input_length: int, max_length: int) -> int:
+    """New tokens allowed for an input of `input_length` units: min(max_length, RATIO * n + SLACK)."""
+    return max(1, min(max_length, OUTPUT_RATIO * input_length + OUTPUT_SLACK))
+
 
 class Translator:
     backend = "base"
     model = ""
     batch_size = 16
+    # True when each text is translated on its own (one request per text), so a resumed run may send
+    # just the texts still missing. A batched model's output can depend on its batch (padding), so it
+    # is always given whole batches.
+    independent = False
 
     @property
     def identity(self) -> str:
@@ -48,6 +68,14 @@ class Translator:
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         raise NotImplementedError
+
+    def translate_stream(self, texts: Sequence[str], src: str, tgt: str) -> Iterator[list[tuple[int, str]]]:
+        """Translations in groups as they complete, each group [(index into texts, translation)] ready
+        to be committed on its own. Default: one group, the whole `translate` call."""
+        out = self.translate(texts, src, tgt)
+        if len(out) != len(texts):
+            raise RuntimeError(f"translator returned {len(out)} outputs for {len(texts)} inputs")
+        yield list(enumerate(out))
 
 
 def make_translator(backend: str, **options) -> Translator:
@@ -153,7 +181,7 @@ class HFTranslator(Translator):
     def identity(self) -> str:
         return (
             f"hf|{self.fingerprint}|beam={self.beam_size}|max={self.max_length}|in={self.max_input_length}"
-            + (f"|min={self.min_length}" if self.min_length else "")
+            + (f"|min={self.min_length}" if self.min_length else "") + f"|{CAP}"
         )
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
@@ -164,12 +192,7 @@ class HFTranslator(Translator):
         prefix = _marian_prefix(self.tokenizer, t) if self.family == "marian" else ""
         if src_code is not None:
             self.tokenizer.src_lang = src_code
-        gen = dict(
-            num_beams=self.beam_size,
-            max_new_tokens=self.max_length,
-            min_new_tokens=self.min_length,
-            do_sample=False,
-        )
+        gen = dict(num_beams=self.beam_size, do_sample=False)
         if tgt_token is not None:
             gen["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(tgt_token)
         out: list[str] = [""] * len(texts)
@@ -181,8 +204,10 @@ class HFTranslator(Translator):
             self.truncated += sum(
                 int(n >= self.max_input_length) for n in enc["attention_mask"].sum(1).tolist()
             )
+            cap = capped_length(int(enc["attention_mask"].sum(1).max()), self.max_length)
             with torch.inference_mode():
-                ids = self.net.generate(**enc.to(self.device), **gen)
+                ids = self.net.generate(**enc.to(self.device), **gen, max_new_tokens=cap,
+                                        min_new_tokens=min(self.min_length, cap))
             for i, text in zip(idx, self.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
                 out[i] = text.strip()
         return out
@@ -272,7 +297,7 @@ class CT2Translator(Translator):
     def identity(self) -> str:
         return (
             f"ctranslate2|{self.fingerprint}|{self.compute_type}|beam={self.beam_size}|max={self.max_length}"
-            f"|in={self.max_input_length}" + (f"|min={self.min_length}" if self.min_length else "")
+            f"|in={self.max_input_length}" + (f"|min={self.min_length}" if self.min_length else "") + f"|{CAP}"
         )
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
@@ -286,14 +311,17 @@ class CT2Translator(Translator):
             source = [
                 self.tokenizer.convert_ids_to_tokens(self.tokenizer.encode(prefix + texts[i])) for i in idx
             ]
+            # +1: CTranslate2 counts the forced target-language token among the decoded ones
+            longest = min(max(map(len, source)), self.max_input_length)
+            cap = min(self.max_length, capped_length(longest, self.max_length) + bool(tgt_token))
             results = self.net.translate_batch(
                 source,
                 target_prefix=[[tgt_token]] * len(idx) if tgt_token else None,
                 beam_size=self.beam_size,
-                max_decoding_length=self.max_length,
+                max_decoding_length=cap,
                 max_input_length=self.max_input_length,
                 max_batch_size=self.batch_size,
-                min_decoding_length=self.min_length,
+                min_decoding_length=min(self.min_length, cap),
             )
             for i, r in zip(idx, results, strict=True):
                 tokens = r.hypotheses[0]
@@ -314,6 +342,7 @@ SYSTEM_PROMPT = (
 
 class OpenAITranslator(Translator):
     backend = "openai"
+    independent = True
 
     def __init__(
         self,
@@ -352,18 +381,30 @@ class OpenAITranslator(Translator):
     def identity(self) -> str:
         prompt = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:8]
         return (
-            f"openai|{self.base_url}|{self.model}|t={self.temperature}|max={self.max_length}|prompt={prompt}"
+            f"openai|{redact_url(self.base_url)}|{self.model}|t={self.temperature}|max={self.max_length}"
+            f"|prompt={prompt}|{CAP}"
         )
 
     def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url, "usage": self.client.usage.as_dict()}
+        return {**super().describe(), "base_url": redact_url(self.base_url), "usage": self.client.usage.as_dict()}
 
-    def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+    def translate_stream(self, texts: Sequence[str], src: str, tgt: str) -> Iterator[list[tuple[int, str]]]:
+        """One request per text, `concurrency` in flight; each translation is yielded (to be committed)
+        as soon as its answer arrives."""
         s, t = get_language(src), get_language(tgt)
         system = SYSTEM_PROMPT.format(src=s.name, tgt=t.name, native=t.native_name)
         convs = [[{"role": "system", "content": system}, {"role": "user", "content": x}] for x in texts]
-        replies = self.client.chat_many(convs, temperature=self.temperature, max_tokens=self.max_length)
-        return [clean_llm_translation(r, x, t) for r, x in zip(replies, texts, strict=True)]
+        # UTF-8 bytes bound the tokens of any tokenizer from above, so the cap never cuts a real translation.
+        caps = [{"max_tokens": capped_length(len(x.encode("utf-8")), self.max_length)} for x in texts]
+        for i, reply in self.client.chat_stream(convs, caps, temperature=self.temperature):
+            yield [(i, clean_llm_translation(reply, texts[i], t))]
+
+    def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        out = [""] * len(texts)
+        for group in self.translate_stream(texts, src, tgt):
+            for i, text in group:
+                out[i] = text
+        return out
 
 
 def clean_llm_translation(reply: str, source: str, tgt: Language) -> str:

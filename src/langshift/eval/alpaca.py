@@ -13,8 +13,11 @@ judge's position and identifier bias. The two verdicts combine as in FastChat:
     same winner in both orders -> that winner;   different winners -> tie
     score_i = 1 (A wins), 0.5 (tie), 0 (B wins);  win_rate = mean_i score_i,  stderr = sd(score)/sqrt(n)
 
-A judgment that cannot be parsed is kept (raw text in the judgments file) and counted; its pair is
-left out of the win rate (never silently a tie). Judgments are cached in SQLite, keyed by
+Only the judge's final answer is read (`parse_judgment`): a reply that is one verdict (structured
+output) whole; otherwise the last verdict after the judge's own text, with copies of the responses
+blanked out, so a response holding a ranking literal cannot become the verdict when a judge quotes
+its prompt. A judgment that cannot be parsed is kept (raw text in the judgments file) and counted;
+its pair is left out of the win rate (never silently a tie). Judgments are cached in SQLite, keyed by
 (judge model, prompt version, rendered messages = instruction + output pair + order, parameters), so
 an interrupted run resumes without paying twice.
 """
@@ -124,21 +127,26 @@ def render_messages(instruction: str, output_1: str, output_2: str, lang: str) -
 # ------------------------------------------------------------------------------------------ parsing
 
 
+MAX_VERDICT_CHARS = 2000  # a verdict is ~60-200 characters; longer spans are never tried (bounded cost)
+
+
 def _json_values(text: str):
-    """Every JSON (or Python-literal) list/dict that starts somewhere in `text`, leftmost first."""
+    """Every JSON (or Python-literal) list/dict of at most MAX_VERDICT_CHARS characters that starts
+    somewhere in `text`, leftmost first."""
     decoder = json.JSONDecoder()
     for i, ch in enumerate(text):
         if ch not in "[{":
             continue
+        window = text[i : i + MAX_VERDICT_CHARS]
         try:
-            yield decoder.raw_decode(text, i)[0]
+            yield decoder.raw_decode(window)[0]
             continue
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: not a verdict either
             pass
         close = "]" if ch == "[" else "}"
-        for j in (k for k in range(i + 1, len(text)) if text[k] == close):
+        for j in (k for k in range(1, len(window)) if window[k] == close):
             try:  # judges often answer with Python dicts: [{'model': 'm', 'rank': 1}, ...]
-                value = ast.literal_eval(text[i : j + 1])
+                value = ast.literal_eval(window[: j + 1])
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 continue
             if isinstance(value, (list, dict)):
@@ -171,16 +179,60 @@ def _winner_from_ranking(value) -> str | None:
 
 _PAIR = re.compile(r"""['"]?model['"]?\s*[:=]\s*['"]?(m|M)\b['"]?\s*,\s*['"]?rank['"]?\s*[:=]\s*(\d+)""")
 _BARE = re.compile(r"""^\W*(m|M)\W*$""")
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
 
 
-def parse_judgment(text: str) -> str | None:
-    """The judge's winner, "m", "M" or "tie"; None when nothing usable can be read."""
+def _whole_verdict(text: str) -> str | None:
+    """The winner when the entire reply is one verdict (structured output; a bare or fenced JSON list)."""
+    fenced = _FENCE.match(text)
+    body = fenced.group(1) if fenced else text
+    if not body or len(body) > MAX_VERDICT_CHARS or body[0] not in "[{":
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return _winner_from_ranking(parse(body))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return None
+
+
+def _reads_as_verdict(text: str) -> bool:
+    return any(_winner_from_ranking(v) for v in _json_values(text)) or len(set(_PAIR.findall(text))) >= 2
+
+
+def _mask_quotes(text: str, quoted: Sequence[str]) -> str:
+    """`text` with every verbatim copy of a quoted text that itself reads as a verdict blanked out, as
+    sent and as it appears JSON-escaped in the prompt. Other quoted texts are left alone."""
+    forms = set()
+    for q in quoted:
+        if q and _reads_as_verdict(q):
+            forms |= {q, json.dumps(q, ensure_ascii=False)[1:-1], json.dumps(q)[1:-1]}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, " [quoted text] ")
+    return text
+
+
+def parse_judgment(text: str, quoted: Sequence[str] = ()) -> str | None:
+    """The judge's winner, "m", "M" or "tie"; None when nothing usable can be read.
+
+    Only the judge's own final answer counts, so a response cannot steer its verdict from inside:
+      1. a reply that is one verdict and nothing else (structured output, a fenced JSON list) is read whole;
+      2. otherwise every copy of a `quoted` text (the instruction and the two outputs) that itself
+         holds something verdict-like is blanked out: a judge that quotes its prompt must not hand a
+         response's own "ranking" to the parser;
+      3. of what is left, the *last* well-formed verdict wins: a judge gives its answer after its reasoning.
+    """
     text = (text or "").strip()
-    for value in _json_values(text):
-        winner = _winner_from_ranking(value)
-        if winner:
-            return winner
-    pairs = {m: int(r) for m, r in _PAIR.findall(text)}  # broken JSON that still names model and rank
+    whole = _whole_verdict(text)
+    if whole:
+        return whole
+    own = _mask_quotes(text, quoted)
+    winner = None
+    for value in _json_values(own):
+        winner = _winner_from_ranking(value) or winner
+    if winner:
+        return winner
+    pairs = {m: int(r) for m, r in _PAIR.findall(own)}  # broken JSON that still names model and rank (last wins)
     if set(pairs) == set(IDENTS):
         return "tie" if pairs["m"] == pairs["M"] else min(pairs, key=pairs.get)
     bare = _BARE.match(text)  # a judge that answers with the identifier alone
@@ -331,23 +383,22 @@ def judge_pairwise(
                 futures = {
                     pool.submit(client.chat, msgs, **params): (i, order, key) for i, order, key, msgs in todo
                 }
-                bar = progress_bar(
+                with progress_bar(
                     total=len(jobs),
                     initial=len(jobs) - len(todo),
                     desc=f"judge {lang}",
                     unit="judgment",
                     disable=not progress,
-                )
-                for fut in as_completed(futures):
-                    i, order, key = futures[fut]
-                    try:
-                        raws[key] = fut.result()
-                    except LLMError as e:  # keep going: every answer that did arrive is paid for, cache it
-                        failed.append(e)
-                        continue
-                    cache.put(key, client.model, pairs[i]["id"], order, raws[key])
-                    bar.update()
-                bar.close()
+                ) as bar:  # closed (its line ended) also when a request raises
+                    for fut in as_completed(futures):
+                        i, order, key = futures[fut]
+                        try:
+                            raws[key] = fut.result()
+                        except LLMError as e:  # keep going: every answer that did arrive is paid for, cache it
+                            failed.append(e)
+                            continue
+                        cache.put(key, client.model, pairs[i]["id"], order, raws[key])
+                        bar.update()
         usage = _usage_delta(client.usage.as_dict(), usage_before)
         if usage["requests"]:
             cache.add_run(started, client.model, usage)
@@ -363,8 +414,9 @@ def judge_pairwise(
     items = []
     for i, item in enumerate(pairs):
         judgments = []
+        quoted = (item["instruction"], str(outputs_a[item["id"]]), str(outputs_b[item["id"]]))
         for _, order, key, _ in (job for job in jobs if job[0] == i):
-            ident = parse_judgment(raws[key])
+            ident = parse_judgment(raws[key], quoted)
             winner = ORDERS[order][ident] if ident in IDENTS else ident  # "tie" or None stay
             judgments.append(
                 {"order": f"A={IDENTS[order]}", "raw": raws[key], "parsed": ident, "winner": winner}

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from langshift.eval.decode import prefill, sample
-from langshift.files import InputError, append_jsonl, iter_jsonl, stable_hash, write_jsonl
+from langshift.files import InputError, append_jsonl, drop_torn_tail, iter_jsonl, stable_hash
 from langshift.models import chat_format, needs_bos
 from langshift.progress import progress_bar
 
@@ -96,10 +96,8 @@ def _load_done(out_path: Path, prompts: list[dict]) -> dict:
     """Rows already generated, by id. A torn last line is dropped from the file before we append."""
     if not out_path.exists():
         return {}
+    drop_torn_tail(out_path)
     rows = [row for _, row in iter_jsonl(out_path, skip_torn_tail=True)]
-    raw = out_path.read_text(encoding="utf-8")
-    if raw and (not raw.endswith("\n") or len(rows) != sum(1 for line in raw.splitlines() if line.strip())):
-        write_jsonl(out_path, rows)
     wanted = {p["id"]: p["prompt"] for p in prompts}
     done = {}
     for row in rows:

@@ -20,6 +20,7 @@ from langshift import models
 from langshift.files import InputError, atomic_write_text, stable_hash
 from langshift.fingerprints import weights_fingerprint
 from langshift.records import Record, load_records
+from langshift.train.checkpoints import checkpoint_step, latest_complete_checkpoint, remove_torn_checkpoints
 from langshift.train.config import TrainConfig
 from langshift.train.encode import Encoder
 from langshift.train.logps import install_logps_forward
@@ -125,6 +126,23 @@ def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_uni
     )
 
 
+def resume_point(out: Path, resume: bool, main: bool) -> Path | None:
+    """The checkpoint a stage resumes from: the newest complete one under out/checkpoints, or None
+    (start at step 0, also when `resume` finds only torn checkpoints or none). The main process removes
+    torn checkpoints and rewinds metrics.jsonl to the step training restarts from."""
+    start = latest_complete_checkpoint(out / "checkpoints") if resume else None
+    if main:
+        if resume:
+            for path, why in remove_torn_checkpoints(out / "checkpoints"):
+                print(f"[langshift] removed the incomplete checkpoint {path} ({why})")
+            if start is None:
+                print(f"[langshift] resume: no complete checkpoint in {out / 'checkpoints'}; starting from step 0")
+            else:
+                print(f"[langshift] resuming from {start}")
+        MetricsFile(out / "metrics.jsonl").rewind(checkpoint_step(start) if start else 0)
+    return start
+
+
 def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
                 train_records: list[Record], val_records: list[Record], callbacks=()) -> dict:
     """Train one method from `model_path` into `out`; returns what config.yaml records about it."""
@@ -179,8 +197,8 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
         callbacks=[MetricsFile(out / "metrics.jsonl"), StepProgress(), *callbacks], method=method,
         hyper=Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll), ref_model=ref_model,
     )
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if cfg.resume and checkpoints else None)
+    start = resume_point(out, cfg.resume, main)
+    trainer.train(resume_from_checkpoint=str(start) if start else None)
     restore_forward()
 
     if trainer.is_world_process_zero():

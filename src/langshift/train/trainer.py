@@ -15,12 +15,13 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import Trainer, TrainerCallback
 
-from langshift.files import append_jsonl
+from langshift.files import append_jsonl, iter_jsonl, write_jsonl
 from langshift.progress import report_steps
 from langshift.train.encode import Encoder, Sequence, pad_batch
 from langshift.train.logps import completion_logps
@@ -119,6 +120,19 @@ class MetricsFile(TrainerCallback):
             else:
                 row[key] = value
         append_jsonl(self.path, row)
+
+    def rewind(self, step: int) -> int:
+        """Make the file read as one run resumed at `step`: drop the lines past it (logged after the
+        checkpoint the run resumes from) and the end-of-run summary (the resumed run writes its own).
+        Rewritten atomically; returns the number of lines dropped."""
+        path = Path(self.path)
+        if not path.exists():
+            return 0
+        rows = [row for _, row in iter_jsonl(path, skip_torn_tail=True)]
+        kept = [r for r in rows if r.get("step", 0) <= step and "train_runtime" not in r]
+        if len(kept) != len(rows) or path.read_bytes()[-1:] not in (b"", b"\n"):
+            write_jsonl(path, kept)
+        return len(rows) - len(kept)
 
 
 class StepProgress(TrainerCallback):
