@@ -80,6 +80,27 @@ def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monke
     assert (root / "report.md").read_text().count("|") > 10
     done = {p: json.loads(p.read_text())["finished"] for p in root.glob("*/*/stage.json")}
     assert len(done) == 6
+    # every CLO number has its paired difference from SFT, item by item, with a CI and a p-value
+    comparisons = json.loads((root / "results.json").read_text())["comparisons"]
+    fidelity = [c for c in comparisons if (c["axis"], c["a"], c["b"], c["task"], c["metric"]) ==
+                ("method", "clo", "sft", "fidelity", "response_pass_rate")]
+    assert {c["eval_lang"] for c in fidelity} == {"target", "en"}
+    for c in fidelity:
+        assert c["n"] == 3 and c["ci_low"] <= c["diff"] <= c["ci_high"] and 0 < c["p_value"] <= 1
+    assert "## Paired differences" in (root / "report.md").read_text()
+
+    # `langshift run` on the finished run prints the headline and the CLO − SFT line with its CI
+    from typer.testing import CliRunner
+
+    from langshift.cli import app
+
+    config = tmp_path / "demo.yaml"
+    config.write_text(DEMO.read_text())
+    args = ["run", str(config), "--quick", *[x for o in overrides for x in ("--set", o)]]
+    printed = CliRunner().invoke(app, args)
+    assert printed.exit_code == 0, printed.output
+    assert "CLO − SFT" in printed.output and "95% CI" in printed.output
+    assert "distinguishable from zero" in printed.output
 
     run_experiment(exp, progress=False)  # everything done: nothing reruns
     assert {p: json.loads(p.read_text())["finished"] for p in done} == done

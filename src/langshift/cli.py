@@ -7,7 +7,7 @@ import typer
 from langshift.data.cli import app as data_app
 from langshift.eval.cli import app as eval_app
 from langshift.experiment.cli import run
-from langshift.report.cli import report
+from langshift.report.cli import compare, report
 from langshift.train.cli import train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -16,6 +16,7 @@ app.add_typer(eval_app, name="eval", help="Evaluate a model: belebele, mmmlu, al
 app.command("train")(train)
 app.command("run")(run)
 app.command("report")(report)
+app.command("compare")(compare)
 
 
 def main() -> None:

@@ -458,9 +458,10 @@ def run_task(ctx, lang: str) -> dict:
     judge = cfg.judge
     client = ChatClient(base_url=judge.base_url, model=judge.model, api_key_env=judge.api_key_env or "",
                         concurrency=judge.concurrency)
+    ours = [r for r in ctx.responses[lang] if r.get("sample", 0) == 0]  # one response per prompt is judged
     got = judge_pairwise(
-        [{"id": r["id"], "instruction": r["prompt"]} for r in ctx.responses[lang]],
-        {r["id"]: r["response"] for r in ctx.responses[lang]},
+        [{"id": r["id"], "instruction": r["prompt"]} for r in ours],
+        {r["id"]: r["response"] for r in ours},
         {k: v["response"] for k, v in baseline.items()},
         lang, client, cache_path=ctx.out / "judge_cache.sqlite",
         model_a=cfg.model_name or Path(cfg.model).name, model_b=cfg.baseline_name,
@@ -544,9 +545,12 @@ def _iter_rows(path: str | Path):
 
 def load_outputs(path: str | Path) -> dict[str, dict]:
     """id -> {"prompt", "response"} from our responses JSONL ({"id","prompt","response"}) or alpaca_eval's
-    JSON ({"instruction","output"}; id = hash of the instruction when absent)."""
+    JSON ({"instruction","output"}; id = hash of the instruction when absent). Of k sampled responses
+    to one prompt ("sample" 0..k-1), the first is the one judged."""
     out = {}
     for line, row in _iter_rows(path):
+        if row.get("sample", 0) != 0:
+            continue
         prompt = _pick(row, ("prompt", "instruction"))
         response = row.get("response", row.get("output"))
         if not isinstance(response, str):

@@ -33,6 +33,9 @@ class EvalSettings(Options):
     tasks: list[TaskName] = Field(list(TASKS), min_length=1, description="Tasks to run.")
     english: bool = Field(True, description="Also evaluate in English (the paper's 'English' rows).")
     prompts: str | None = Field(None, description="Open prompts JSONL (default: the packaged demo prompts).")
+    prompts_limit: int | None = Field(None, ge=1, description="Open prompts per language (default: limit).")
+    samples: int = Field(1, ge=1, description="Responses sampled per open prompt; a prompt's pass rate over them is the unit.")
+    heldout: str | None = Field(None, description="Held-out quadruples for langpref/heldout_nll (default: the packaged demo pairs).")
     belebele: str = Field("facebook/belebele", description="BELEBELE hub id or local JSONL in its schema.")
     mmmlu: str = Field("openai/MMMLU", description="MMMLU hub id (English: MMLU) or local JSONL in its schema.")
     limit: int | None = Field(None, ge=1, description="Items per task and language.")
@@ -66,6 +69,7 @@ class EvalConfig(EvalSettings):
     out: str = Field(description="Output directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside --model (a hub repo or directory).")
     baseline_responses: str | None = Field(None, description="A baseline run's directory (responses.<lang>.jsonl).")
+    train_data: str | None = Field(None, description="Records the model was trained on: held-out pairs that overlap them are refused.")
     model_name: str | None = Field(None, description="Name of the model in reports (default: its directory name).")
     baseline_name: str = Field("baseline", description="Name of the baseline in reports.")
 

@@ -45,18 +45,25 @@ def generate_responses(
     backend: str = "hf",
     accept=None,
     retries: int = 0,
+    samples: int = 1,
 ) -> list[dict]:
     """Responses `{"id", "prompt", "response"}` for `prompts` (`{"id", "prompt"}`), in their order.
 
     With `accept(response) -> bool`, a rejected response is sampled again, up to `retries` times,
     from the batch's prefilled prompt cache; rows then also hold "attempts" (1 + regenerations).
+    With `samples` k > 1, each prompt gets k responses (rows also hold "sample": 0..k-1), sampled
+    together from the batch's one prefill: k times the rows in the decode loop, one pass over the prompt.
     """
     out_path = Path(out_path)
     _check_prompts(prompts)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if (accept is not None or backend != "hf") and samples > 1:
+        raise ValueError("samples > 1 runs on the 'hf' backend, without regenerations")
     if accept is not None and backend != "hf":
         raise ValueError("regenerations (accept=...) run on the 'hf' backend only")
     done = _load_done(out_path, prompts)
-    todo = [p for p in prompts if p["id"] not in done]
+    todo = [p for p in prompts if any((p["id"], s) not in done for s in range(samples))]
     if todo:
         args = (
             model,
@@ -71,12 +78,12 @@ def generate_responses(
             system,
         )
         if backend == "hf":
-            done.update(_generate_hf(*args, accept=accept, retries=retries))
+            done.update(_generate_hf(*args, accept=accept, retries=retries, samples=samples))
         elif backend == "vllm":
             done.update(_generate_vllm(*args))
         else:
             raise ValueError(f"unknown generation backend {backend!r}; use 'hf' or 'vllm'")
-    return [done[p["id"]] for p in prompts]
+    return [done[(p["id"], s)] for p in prompts for s in range(samples)]
 
 
 # ------------------------------------------------------------------------------------ bookkeeping
@@ -93,7 +100,7 @@ def _check_prompts(prompts: list[dict]) -> None:
 
 
 def _load_done(out_path: Path, prompts: list[dict]) -> dict:
-    """Rows already generated, by id. A torn last line is dropped from the file before we append."""
+    """Rows already generated, by (id, sample). A torn last line is dropped from the file before we append."""
     if not out_path.exists():
         return {}
     drop_torn_tail(out_path)
@@ -108,7 +115,7 @@ def _load_done(out_path: Path, prompts: list[dict]) -> dict:
                     f"holds a response for id {row['id']!r} to a different prompt; write to a new file",
                     field="prompt",
                 )
-            done[row["id"]] = row
+            done[(row["id"], row.get("sample", 0))] = row
     return done
 
 
@@ -141,7 +148,7 @@ def _cut(text: str, end: str) -> str:
 
 def _generate_hf(
     model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system,
-    accept=None, retries=0,
+    accept=None, retries=0, samples=1,
 ):
     fmt = chat_format(tokenizer, system)
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
@@ -167,7 +174,10 @@ def _generate_hf(
             )
             torch.manual_seed(int(stable_hash(seed, [todo[i]["id"] for i in batch]), 16) % 2**63)
             prefix = prefill(model, input_ids, mask)
-            text, attempts, pending = {}, dict.fromkeys(range(len(batch)), 0), list(range(len(batch)))
+            if samples > 1:  # each prompt's row k times: k samples from one prefill, decoded together
+                prefix = prefix.select([r for r in range(len(batch)) for _ in range(samples)])
+            rows_now = len(batch) * samples
+            text, attempts, pending = {}, dict.fromkeys(range(rows_now), 0), list(range(rows_now))
             for _ in range(1 + (retries if accept else 0)):
                 part = prefix.select(pending) if accept and retries else prefix
                 new_tokens = sample(
@@ -185,12 +195,15 @@ def _generate_hf(
                 pending = [r for r in pending if accept is not None and not accept(text[r])]
                 if not pending:
                     break
-            for r, i in enumerate(batch):
+            for r in range(len(batch) * samples):
+                i, s = batch[r // samples], r % samples
                 row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r]}
+                if samples > 1:
+                    row["sample"] = s
                 if accept is not None:
                     row["attempts"] = attempts[r]
                 append_jsonl(out_path, row)
-                rows[row["id"]] = row
+                rows[(row["id"], s)] = row
             bar.update(len(batch))
     return rows
 
@@ -224,5 +237,5 @@ def _generate_vllm(
         for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False), strict=True):
             row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end)}
             append_jsonl(out_path, row)
-            rows[row["id"]] = row
+            rows[(row["id"], 0)] = row
     return rows

@@ -70,13 +70,15 @@ def _is_lang(key: str) -> bool:
         return False
 
 
-def _complete(path: Path, prompts: list[dict]) -> list[dict] | None:
-    """The saved responses for exactly these prompts, or None if any is missing or differs."""
+def _complete(path: Path, prompts: list[dict], samples: int) -> list[dict] | None:
+    """The saved responses for exactly these prompts (each `samples` times), or None if any is missing
+    or answers another prompt."""
     if not path.exists():
         return None
-    saved = {row.get("id"): row for _, row in iter_jsonl(path, skip_torn_tail=True)}
-    rows = [saved.get(p["id"]) for p in prompts]
-    if any(r is None or r.get("prompt") != p["prompt"] for r, p in zip(rows, prompts, strict=True)):
+    saved = {(row.get("id"), row.get("sample", 0)): row for _, row in iter_jsonl(path, skip_torn_tail=True)}
+    rows = [saved.get((p["id"], s)) for p in prompts for s in range(samples)]
+    asked = [p["prompt"] for p in prompts for _ in range(samples)]
+    if any(r is None or r.get("prompt") != prompt for r, prompt in zip(rows, asked, strict=True)):
         return None
     return rows
 
@@ -126,7 +128,7 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
     tasks = [t for t in tasks if t.name not in state["skipped"]]
     ctx = TaskContext(cfg=cfg, out=out, model=LazyModel(cfg))
     if any(t.needs_responses for t in tasks):
-        prompts = load_prompts(cfg.prompts, cfg.langs, cfg.lang, cfg.limit)
+        prompts = load_prompts(cfg.prompts, cfg.langs, cfg.lang, cfg.prompts_limit or cfg.limit)
         for lang in cfg.langs:
             if prompts[lang]:
                 ctx.responses[lang] = _responses(ctx, lang, prompts[lang], meta)
@@ -179,7 +181,7 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
     system = get_language(lang).same_language_instruction if cfg.same_language_system else None
     # Responses sampled with other settings must not be mixed in: the settings live next to the file.
     settings = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                "seed": cfg.seed, "system": system}
+                "seed": cfg.seed, "system": system, **({"samples": cfg.samples} if cfg.samples > 1 else {})}
     sidecar = out / f"responses.{lang}.settings.json"
     if path.exists() and sidecar.exists():
         before = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -187,7 +189,7 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
             changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v)
             raise ValueError(f"{path} was generated with other settings ({changed}); use a new output directory")
     write_json(sidecar, settings)
-    rows = _complete(path, prompts)
+    rows = _complete(path, prompts, cfg.samples)
     if rows is None:
         from langshift.eval.generate import generate_responses
 
@@ -195,6 +197,7 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
         model, tokenizer = ctx.model.get()
         rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-                                  batch_size=cfg.batch_size, system=system, backend=cfg.generation_backend)
+                                  batch_size=cfg.batch_size, system=system, backend=cfg.generation_backend,
+                                  samples=cfg.samples)
         meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
     return rows

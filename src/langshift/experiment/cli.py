@@ -21,7 +21,7 @@ def run(
     """Run an experiment: data -> train -> eval -> report, skipping stages already done."""
     from langshift.experiment import load_experiment, plan, run_experiment
     from langshift.experiment.plan import is_done
-    from langshift.report.tables import headline_table
+    from langshift.report.tables import comparison_table, comparison_words, headline_table
 
     exp = load_experiment(config, quick=quick, overrides=[*set_, *([f"jobs={jobs}"] if jobs else [])])
     if dry_run:
@@ -31,5 +31,9 @@ def run(
             typer.echo(f"{mark}  {stage.kind:5s}  {stage.label}  {stage.directory(root)}")
         return
     root = run_experiment(exp)
+    results = json.loads((root / "results.json").read_text(encoding="utf-8"))
     typer.echo(f"\nreport: {root / 'report.md'}")
-    typer.echo(headline_table(json.loads((root / "results.json").read_text(encoding="utf-8"))["rows"]))
+    typer.echo(headline_table(results["rows"]))
+    if table := comparison_table(results.get("comparisons", [])):
+        typer.echo("\nPaired differences, A − B [95% CI] p (points):\n" + table)
+        typer.echo("\n".join(comparison_words(results["comparisons"])))

@@ -80,6 +80,8 @@ class Experiment(Options):
     launcher: Launcher = Field(default_factory=Launcher)
     quick: dict = Field(default_factory=dict, description="Overrides applied by --quick.")
     seed: int = Field(0, ge=0, description="Seed of the data split, training order and sampling.")
+    seeds: list[int] | None = Field(None, min_length=1, description="Replicate training seeds: every training run "
+                                    "once per seed (data order; eval sampling follows it). The data split stays `seed`'s.")
     jobs: int = Field(1, ge=1, description="Stages run at once, each in its own process.")
 
     @field_validator("sizes", "ablations", "train", "eval", "launcher", mode="before")
@@ -88,6 +90,13 @@ class Experiment(Options):
         if value is not None:
             return value
         return [None] if info.field_name == "sizes" else {}
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, value):
+        if value is not None and (len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _launcher_and_jobs(self):

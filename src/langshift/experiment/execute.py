@@ -56,17 +56,21 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> Path:
 
 
 def write_results(exp: Experiment, stages: list[Stage], root: Path) -> Path:
-    """The run's results.json (rows of every evaluation) and report.md."""
+    """The run's results.json (a row per number of every evaluation, and the paired comparisons between
+    them) and report.md."""
     from langshift.report import write_report
+    from langshift.report.compare import run_comparisons
     from langshift.report.rows import result_rows
 
-    rows = []
+    rows, evals = [], []
     for stage in stages:
         if stage.kind == "eval":
             results = json.loads((stage.directory(root) / "results.json").read_text(encoding="utf-8"))
             rows += result_rows(results, stage.facts, baseline=stage.spec["baseline_method"])
-    write_json(root / "results.json", {"experiment": exp.name, "rows": rows})
-    write_report(rows, root, title=f"langshift experiment: {exp.name}")
+            evals.append((stage.facts, stage.directory(root)))
+    comparisons = run_comparisons(evals, exp.eval.baseline)
+    write_json(root / "results.json", {"experiment": exp.name, "rows": rows, "comparisons": comparisons})
+    write_report(rows, root, title=f"langshift experiment: {exp.name}", comparisons=comparisons)
     return root
 
 

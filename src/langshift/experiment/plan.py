@@ -60,11 +60,11 @@ def _data_stage(exp: Experiment, lang: str) -> Stage:
 
 
 def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
-                 size: int | None, trainable: str, nll: str) -> Stage:
+                 size: int | None, trainable: str, nll: str, seed: int) -> Stage:
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
-               "lang": lang, "limit": size, "trainable": trainable, "nll": nll,
-               "seed": exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed}
-    label = "-".join(str(p) for p in (model.name, lang, method.replace("+", "_"), size or "all", trainable, nll))
+               "lang": lang, "limit": size, "trainable": trainable, "nll": nll, "seed": seed}
+    parts = [model.name, lang, method.replace("+", "_"), size or "all", trainable, nll]
+    label = "-".join(str(p) for p in parts + ([f"s{seed}"] if exp.seeds else []))
     spec = {"train": options, "data_dir": str(data.directory(root)), "launcher": exp.launcher.model_dump()}
     sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
     return Stage("train", label, {"train": options, "data": stable_hash(data.inputs)}, spec, needs=[data],
@@ -72,12 +72,14 @@ def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data
 
 
 def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_file: str | None,
-                produced_by: dict, baseline: Path | None, needs: list[Stage], facts: dict) -> Stage:
+                produced_by: dict, baseline: Path | None, needs: list[Stage], facts: dict, seed: int,
+                train_data: str | None = None) -> Stage:
     settings = exp.eval.set_options()
     settings.pop("baseline", None)
     demo = exp.data.source == "demo"
-    options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label,
-               "seed": exp.eval.seed if "seed" in settings else exp.seed, **settings}
+    options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label, "seed": seed, **settings}
+    if exp.seeds:
+        options["seed"] = seed  # replicate seeds: sampling follows the training seed
     for key in ("belebele", "mmmlu"):  # the packaged demo sets stand in for the hub's with demo data
         if options.get(key, "demo" if demo else None) == "demo":
             from langshift.data.seed import demo_dir
@@ -86,10 +88,17 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
     if options.get("prompts") == "demo":
         options["prompts"] = None  # the suite's default: the packaged demo prompts
     inputs = {"eval": options, "model": produced_by, "baseline": str(baseline) if baseline else None}
-    spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file},
+    spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file, "train_data": train_data},
             "baseline": str(baseline) if baseline is not None and options.get("judge") else None,
             "baseline_method": exp.eval.baseline}
     return Stage("eval", label, inputs, spec, needs=needs, cost=EVAL_COST, facts=facts)
+
+
+def training_seeds(exp: Experiment) -> list[int]:
+    """The replicate seeds, or the one training seed (`train.seed` if given, else the run's `seed`)."""
+    if exp.seeds:
+        return list(exp.seeds)
+    return [exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed]
 
 
 def plan(exp: Experiment, root: Path) -> list[Stage]:
@@ -98,30 +107,41 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
     for lang in exp.languages:
         data = _data_stage(exp, lang)
         stages.append(data)
+        train_data = str(data.directory(root) / "records.jsonl")
         for model in exp.models:
             base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
                           "nll": None}
             stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
-                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts))
-            trained = []
-            for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes, exp.ablations.trainable,
-                                                                  exp.ablations.nll):
-                if nll != "target" and method != "clo":
-                    continue  # the NLL ablation is CLO's (Table 5)
-                facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll}
-                trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll), facts))
-            stages += [t for t, _ in trained]
-            baseline = _baseline(exp, trained)
-            baseline_eval = None
-            for t, facts in sorted(trained, key=lambda tf: tf[0] is not baseline):  # the baseline first
-                judged_against = None if t is baseline or baseline_eval is None else baseline_eval
-                ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
-                                 judged_against.directory(root) if judged_against else None,
-                                 [t, *([judged_against] if judged_against else [])], facts)
-                if t is baseline:
-                    baseline_eval = ev
-                stages.append(ev)
+                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts, exp.seed))
+            for seed in training_seeds(exp):
+                trained = []
+                for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes,
+                                                                      exp.ablations.trainable, exp.ablations.nll):
+                    if nll != "target" and method != "clo":
+                        continue  # the NLL ablation is CLO's (Table 5)
+                    facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll,
+                             **({"seed": seed} if exp.seeds else {})}
+                    trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, seed),
+                                    facts))
+                stages += [t for t, _ in trained]
+                stages += _trained_evals(exp, root, lang, trained, seed, train_data)
     return stages
+
+
+def _trained_evals(exp: Experiment, root: Path, lang: str, trained: list[tuple[Stage, dict]], seed: int,
+                   train_data: str) -> list[Stage]:
+    """An eval stage per trained model; with a judge, every model is judged against the baseline's."""
+    baseline = _baseline(exp, trained)
+    evals, baseline_eval = [], None
+    for t, facts in sorted(trained, key=lambda tf: tf[0] is not baseline):  # the baseline first
+        judged_against = None if t is baseline or baseline_eval is None else baseline_eval
+        ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
+                         judged_against.directory(root) if judged_against else None,
+                         [t, *([judged_against] if judged_against else [])], facts, seed, train_data)
+        if t is baseline:
+            baseline_eval = ev
+        evals.append(ev)
+    return evals
 
 
 def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | None:
@@ -195,7 +215,8 @@ RUNNERS = {"data": run_data, "train": run_train, "eval": run_eval}
 def write_spec(stage: Stage, root: Path) -> Path:
     """Put the stage's spec in its directory, so that any process can run it from there."""
     out = stage.directory(root)
-    write_json(out / SPEC, {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs, "spec": stage.spec})
+    write_json(out / SPEC, {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs, "spec": stage.spec,
+                            "facts": stage.facts})
     return out
 
 

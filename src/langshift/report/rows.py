@@ -3,7 +3,7 @@
 A run directory holds `results.json` = {"experiment": str, "rows": [row, ...]}; one row is one number:
 
     {"model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric",
-     "value", "stderr", "n"}   (+ "baseline" for alpaca win rates)
+     "value", "stderr", "n"}   (+ "baseline" for judged win rates, + "seed" for replicate training seeds)
 
 `metric` is one of its task's metrics (eval/tasks.py); `value` and `stderr` of a "fraction" metric are
 in 0..1 and tables and plots show them as percentages. Rows from several
@@ -50,7 +50,7 @@ REQUIRED = (
     "stderr",
     "n",
 )
-KEY = ("model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric", "baseline")
+KEY = ("model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric", "baseline", "seed")
 
 
 def _is_number(x) -> bool:
@@ -97,6 +97,8 @@ def _check(row, path: Path, i: int) -> None:
         raise bad("stderr", f"expected null or a non-negative number, got {row['stderr']!r}")
     if not (_is_int(row["n"]) and row["n"] > 0):
         raise bad("n", f"expected a positive integer, got {row['n']!r}")
+    if row.get("seed") is not None and not (_is_int(row["seed"]) and row["seed"] >= 0):
+        raise bad("seed", f"expected null or a non-negative integer, got {row['seed']!r}")
     if task.needs_judge and not (isinstance(row.get("baseline"), str) and row["baseline"]):
         raise bad("baseline", f"a {task.name} result needs the method it was judged against")
 
@@ -141,6 +143,44 @@ def result_rows(results: dict, facts: dict, baseline: str | None = None) -> list
                     row["baseline"] = baseline or "sft"
                 rows.append(row)
     return rows
+
+
+def collapse_seeds(rows: list[dict]) -> list[dict]:
+    """One row per configuration: rows that differ only in their training "seed" become their mean.
+
+        value  = mean_s v_s
+        stderr = max(sd_s(v) / √k, rms_s(se_s) / √k)    (k seeds; the spread between seeds, but never
+                                                          less than the items' own noise averaged over k)
+    and the row records "seeds" = k and "seed_sd" = sd_s(v) (None for one seed). Rows without a seed
+    pass through unchanged."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    out = []
+    for r in rows:
+        if r.get("seed") is None:
+            out.append(r)
+        else:
+            groups[tuple(r.get(k) for k in KEY if k != "seed")].append(r)
+    for group in groups.values():
+        k = len(group)
+        values = [r["value"] for r in group]
+        mean = sum(values) / k
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else None
+        item_se = math.sqrt(sum((r["stderr"] or 0.0) ** 2 for r in group) / k) / math.sqrt(k)
+        stderr = max(sd / math.sqrt(k), item_se) if sd is not None else group[0]["stderr"]
+        first = {key: v for key, v in group[0].items() if key not in ("seed", "source", "_at")}
+        out.append({**first, "value": mean, "stderr": stderr, "n": group[0]["n"], "seeds": k, "seed_sd": sd})
+    return out
+
+
+def read_comparisons(path: str | Path) -> list[dict]:
+    """The paired comparisons a run's results.json holds (none in older runs)."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    comparisons = doc.get("comparisons", [])
+    if not isinstance(comparisons, list) or not all(isinstance(c, dict) for c in comparisons):
+        raise InputError(file, "expected a list of objects", field="comparisons")
+    return comparisons
 
 
 def key(row: dict) -> tuple:

@@ -14,6 +14,7 @@ from langshift.eval.tasks import TASKS
 from langshift.report.rows import (
     EVAL_LANGS,
     METHOD_LABEL,
+    collapse_seeds,
     delta,
     lang_name,
     lang_order,
@@ -138,6 +139,7 @@ def headline_table(rows: list[dict]) -> str:
 
     Fidelity = response pass rate; Reading = BELEBELE accuracy; Knowledge = MMMLU accuracy; each in the
     target language and in English, `% ± standard error`."""
+    rows = collapse_seeds(rows)
     groups = sorted({(r["model"], r["lang"]) for r in rows}, key=lambda g: (g[0], lang_order(g[1])))
     parts = []
     for model, lang in groups:
@@ -369,3 +371,59 @@ def paper_tables(rows: list[dict]) -> list[tuple[str, str]]:
         ("Language fidelity (beyond the paper)", fidelity_table(rows)),
     ]
     return [(h, t) for h, t in tables if t]
+
+
+# ---- paired comparisons ----------------------------------------------------------------------------
+
+
+def _contrast_label(c: dict) -> str:
+    label = {**METHOD_LABEL, "attention": "attention", "full": "full", "target": "NLL target", "both": "NLL both"}
+    return f"{label.get(c['a'], c['a'])} − {label.get(c['b'], c['b'])}"
+
+
+def _setting(c: dict) -> str:
+    parts = [] if c["axis"] == "trainable" else [c["trainable"]]
+    if c["axis"] != "nll" and c.get("nll") and c.get("method") == "clo":
+        parts.append(f"NLL {c['nll']}")
+    return ", ".join(p for p in parts if p)
+
+
+def comparison_table(comparisons: list[dict], headline_only: bool = True) -> str | None:
+    """A − B, one line per (model, language, contrast, size, setting), a column per task metric and eval
+    language: `diff [95% CI] p` (points for rates)."""
+    from langshift.report.compare import cell
+
+    comps = [c for c in comparisons if not headline_only or c["metric"] == TASKS[c["task"]].headline.name]
+    if not comps:
+        return None
+    columns = sorted({(c["task"], c["metric"], c["eval_lang"]) for c in comps},
+                     key=lambda k: (list(TASKS).index(k[0]), [m.name for m in TASKS[k[0]].metrics].index(k[1]),
+                                    EVAL_LANGS.index(k[2])))
+    lines = sorted({(c["model"], c["lang"], c["axis"], _contrast_label(c), c["size"], _setting(c)) for c in comps},
+                   key=lambda x: (x[0], lang_order(x[1]), x[2], x[3], size_order(x[4]), x[5]))
+    by = {(c["model"], c["lang"], c["axis"], _contrast_label(c), c["size"], _setting(c), c["task"], c["metric"],
+           c["eval_lang"]): c for c in comps}
+    header = ["Model", "Language", "Contrast", "Data size", "Setting"] + [
+        f"{TASKS[t].short}{'' if headline_only else ' ' + TASKS[t].metric(m).label} "
+        f"{EVAL_LABEL[ev]}" for t, m, ev in columns]
+    body = [[model, lang_name(lang), contrast, _size_label(size), setting or "–"]
+            + [cell(by[(model, lang, axis, contrast, size, setting, t, m, ev)])
+               if (model, lang, axis, contrast, size, setting, t, m, ev) in by else "–" for t, m, ev in columns]
+            for model, lang, axis, contrast, size, setting in lines]
+    return md_table(header, _name_once(body))
+
+
+def comparison_words(comparisons: list[dict]) -> list[str]:
+    """The method contrasts on the first headline task's headline metric, in words."""
+    from langshift.report.compare import verdict
+
+    first = next((t for t in TASKS.values() if t.in_headline and not t.needs_judge), None)
+    out = []
+    for c in comparisons:
+        if c["axis"] == "method" and first and c["task"] == first.name and c["metric"] == first.headline.name:
+            lang = "English" if c["eval_lang"] == "en" else lang_name(c["lang"])
+            size = f"at {c['size']} records" if c["size"] else "on all records"
+            out.append(f"- {c['model']}, {size}: " + verdict(c, METHOD_LABEL.get(c["a"], c["a"]),
+                                                          METHOD_LABEL.get(c["b"], c["b"]),
+                                                          f"{first.label.lower()} in {lang}"))
+    return out
