@@ -48,6 +48,20 @@ class DataSpec(Options):
     translator_options: dict = Field(default_factory=dict, description="Keyword options of the translator.")
     val_size: float = Field(0.05, ge=0, lt=1, description="Share of records held out for validation loss.")
     keep_filtered: bool = Field(False, description="Keep the rejected records in rejected.jsonl.")
+    filters: dict = Field(default_factory=dict, description="Options of the translation filters (data/filters.py "
+                          "FilterConfig), e.g. {checks: [empty, untranslated], max_ratio: 4}.")
+
+
+    @field_validator("filters")
+    @classmethod
+    def _filter_options(cls, value):
+        from langshift.data.filters import FilterConfig
+
+        try:
+            FilterConfig(**value)
+        except TypeError as e:
+            raise ValueError(str(e).replace("FilterConfig.__init__() ", "")) from None
+        return value
 
 
 class Ablations(Options):
@@ -64,6 +78,10 @@ class Launcher(Options):
 
 class ExperimentEval(EvalSettings):
     baseline: str = Field("sft", description="Method the pairwise judge compares every other model with.")
+    translator: str = Field("openai", description="Translates `prompts: alpaca_eval` into each target language "
+                            "(hf | ctranslate2 | openai | precomputed; the paper used GPT-4o).")
+    translator_options: dict = Field(default_factory=lambda: {"model": "gpt-4o-2024-08-06"},
+                                     description="Keyword options of the evaluation prompts' translator.")
 
 
 class Experiment(Options):

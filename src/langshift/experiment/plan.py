@@ -35,7 +35,7 @@ DONE = "stage.json"
 
 @dataclass
 class Stage:
-    kind: str  # data | train | eval
+    kind: str  # data | evaldata | train | eval
     label: str
     inputs: dict  # everything that determines the output (hashed into the directory name)
     spec: dict  # what the stage's runner reads: its inputs plus the paths of the stages it reads
@@ -59,6 +59,17 @@ def _data_stage(exp: Experiment, lang: str) -> Stage:
     return Stage("data", lang, spec, {"data": spec})
 
 
+def _eval_data_stage(exp: Experiment, lang: str) -> Stage | None:
+    """The evaluation prompts translated into `lang`, when the config names a source that needs it."""
+    from langshift.data.eval_prompts import SOURCES
+
+    if exp.eval.prompts not in SOURCES:
+        return None
+    spec = {"source": exp.eval.prompts, "lang": lang, "translator": exp.eval.translator,
+            "translator_options": exp.eval.translator_options, "limit": exp.eval.prompts_limit or exp.eval.limit}
+    return Stage("evaldata", f"{exp.eval.prompts}-{lang}", spec, {"evaldata": spec})
+
+
 def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
                  size: int | None, trainable: str, nll: str, seed: int) -> Stage:
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
@@ -73,9 +84,13 @@ def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data
 
 def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_file: str | None,
                 produced_by: dict, baseline: Path | None, needs: list[Stage], facts: dict, seed: int,
-                train_data: str | None = None) -> Stage:
+                train_data: str | None = None, prompts: tuple[Stage, Path] | None = None) -> Stage:
     settings = exp.eval.set_options()
-    settings.pop("baseline", None)
+    for key in ("baseline", "translator", "translator_options"):  # the run's, not the evaluation's
+        settings.pop(key, None)
+    if prompts is not None:  # translated by an evaldata stage: read them from there
+        settings["prompts"] = str(prompts[1] / "prompts.jsonl")
+        needs = [*needs, prompts[0]]
     demo = exp.data.source == "demo"
     options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label, "seed": seed, **settings}
     if exp.seeds:
@@ -87,7 +102,8 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
             options[key] = str(demo_dir() / f"{key}.jsonl")
     if options.get("prompts") == "demo":
         options["prompts"] = None  # the suite's default: the packaged demo prompts
-    inputs = {"eval": options, "model": produced_by, "baseline": str(baseline) if baseline else None}
+    inputs = {"eval": {**options, **({"prompts": stable_hash(prompts[0].inputs)} if prompts else {})},
+              "model": produced_by, "baseline": str(baseline) if baseline else None}
     spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file, "train_data": train_data},
             "baseline": str(baseline) if baseline is not None and options.get("judge") else None,
             "baseline_method": exp.eval.baseline}
@@ -108,11 +124,16 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
         data = _data_stage(exp, lang)
         stages.append(data)
         train_data = str(data.directory(root) / "records.jsonl")
+        prompts = None
+        if evaldata := _eval_data_stage(exp, lang):
+            stages.append(evaldata)
+            prompts = (evaldata, evaldata.directory(root))
         for model in exp.models:
             base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
                           "nll": None}
             stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
-                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts, exp.seed))
+                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts, exp.seed,
+                                      prompts=prompts))
             for seed in training_seeds(exp):
                 trained = []
                 for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes,
@@ -124,12 +145,12 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
                     trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, seed),
                                     facts))
                 stages += [t for t, _ in trained]
-                stages += _trained_evals(exp, root, lang, trained, seed, train_data)
+                stages += _trained_evals(exp, root, lang, trained, seed, train_data, prompts)
     return stages
 
 
 def _trained_evals(exp: Experiment, root: Path, lang: str, trained: list[tuple[Stage, dict]], seed: int,
-                   train_data: str) -> list[Stage]:
+                   train_data: str, prompts: tuple[Stage, Path] | None) -> list[Stage]:
     """An eval stage per trained model; with a judge, every model is judged against the baseline's."""
     baseline = _baseline(exp, trained)
     evals, baseline_eval = [], None
@@ -137,7 +158,7 @@ def _trained_evals(exp: Experiment, root: Path, lang: str, trained: list[tuple[S
         judged_against = None if t is baseline or baseline_eval is None else baseline_eval
         ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
                          judged_against.directory(root) if judged_against else None,
-                         [t, *([judged_against] if judged_against else [])], facts, seed, train_data)
+                         [t, *([judged_against] if judged_against else [])], facts, seed, train_data, prompts)
         if t is baseline:
             baseline_eval = ev
         evals.append(ev)
@@ -169,8 +190,19 @@ def run_data(spec: dict, out: Path) -> None:
     else:
         rows, backend = load_english(data["source"], data.get("n")), data.get("translator", "hf")
     translator = make_translator(backend, **(data.get("translator_options") or {}))
+    from langshift.data.filters import FilterConfig
+
     build_dataset(rows, lang, translator, out, val_size=data.get("val_size", 0.05), seed=data["seed"],
-                  keep_filtered=data.get("keep_filtered", False))
+                  keep_filtered=data.get("keep_filtered", False), filter_config=FilterConfig(**data.get("filters", {})))
+
+
+def run_eval_data(spec: dict, out: Path) -> None:
+    from langshift.data.eval_prompts import build_eval_prompts
+    from langshift.data.translators import make_translator
+
+    d = spec["evaldata"]
+    translator = make_translator(d["translator"], **(d.get("translator_options") or {}))
+    build_eval_prompts(d["source"], d["lang"], translator, out, limit=d.get("limit"))
 
 
 def run_train(spec: dict, out: Path) -> None:
@@ -209,7 +241,7 @@ def run_eval(spec: dict, out: Path) -> None:
     evaluate(cfg)
 
 
-RUNNERS = {"data": run_data, "train": run_train, "eval": run_eval}
+RUNNERS = {"data": run_data, "evaldata": run_eval_data, "train": run_train, "eval": run_eval}
 
 
 def write_spec(stage: Stage, root: Path) -> Path:
