@@ -6,6 +6,7 @@ import typer
 
 from langshift.data.cli import app as data_app
 from langshift.eval.cli import app as eval_app
+from langshift.export.cli import chat, export, push
 from langshift.report.cli import report
 from langshift.runner import run
 from langshift.train.cli import train
@@ -16,6 +17,9 @@ app.add_typer(eval_app, name="eval", help="Evaluate a model: belebele, mmmlu, al
 app.command("train")(train)
 app.command("run")(run)
 app.command("report")(report)
+app.command("chat")(chat)
+app.command("export")(export)
+app.command("push")(push)
 
 
 def main() -> None:
