@@ -15,8 +15,9 @@ a one-turn chat is asked exactly as the evaluation asks. Tokens are printed as t
 shown side by side. `--prompt TEXT` answers once and exits.
 
 When the conversation outgrows the model's context, the oldest turns are left out of the prompt
-(the system message never is); a single message that alone is too long keeps its end, as training
-keeps the end of a too-long prompt.
+(the system message never is) so that the reply keeps room (`--max-new-tokens`, at most half the
+context); a single message that alone is too long keeps its end, as training keeps the end of a
+too-long prompt. A reply never runs past the context.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ class Bot:
     def prompt_ids(self, user: str, max_new_tokens: int) -> tuple[list[int], int]:
         """Token ids of the conversation plus `user`, and how many old turns had to be left out."""
         turns = [*self.history, {"role": "user", "content": user}]
-        budget = (self.context - max_new_tokens) if self.context else None
+        # room for the reply: what was asked for, but never more than half the context
+        budget = (self.context - min(max_new_tokens, self.context // 2)) if self.context else None
         dropped = 0
         while True:
             ids = encode_prompt(self.tokenizer, render(self.tokenizer, self.fmt, self.messages(turns)))
@@ -165,7 +167,8 @@ class Bot:
         try:
             input_ids = torch.tensor([ids], device=self.model.device)
             prefix = prefill(self.model, input_ids, torch.ones_like(input_ids))
-            sample(self.model, prefix, max_new_tokens=sampling.max_new_tokens, stop_ids=self.stop,
+            room = self.context - len(ids) if self.context else sampling.max_new_tokens
+            sample(self.model, prefix, max_new_tokens=min(sampling.max_new_tokens, room), stop_ids=self.stop,
                    temperature=sampling.temperature, top_p=sampling.top_p,
                    stop_text=ends_turn if self.end_tokens > 1 else None, on_token=on_token)
         except KeyboardInterrupt:
