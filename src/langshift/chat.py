@@ -326,7 +326,12 @@ class Session:
             except EOFError:
                 self.say()
                 return
-            if not self.handle(line):
+            try:
+                keep_going = self.handle(line)
+            except KeyboardInterrupt:  # Ctrl-C before the reply's first token (while the prompt is built)
+                self.say(" [stopped]")
+                keep_going = True
+            if not keep_going:
                 return
 
 
@@ -349,4 +354,6 @@ def load_bot(model: str, *, gguf_file: str | None = None, system: str | None = N
     from langshift import models
 
     m, tok = models.load(model, gguf_file, dtype=dtype)
-    return Bot(name or Path(str(model)).name or str(model), m, tok, system)
+    path = Path(str(model))
+    default = f"{path.parent.name} (LoRA merged)" if models.is_adapter_dir(path) else path.name or str(model)
+    return Bot(name or default, m, tok, system)

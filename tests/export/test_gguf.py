@@ -154,6 +154,60 @@ def test_each_known_pre_tokenizer_splits_text_in_llama_cpp_as_in_hf(tiny, tmp_pa
         llm.close()
 
 
+def _sentencepiece_style_tokenizer():
+    """A tiny tokenizer shaped like Llama 2's / Mistral 7B's tokenizer.json: BPE with byte fallback,
+    spaces as "▁" with one prepended (normalizer), BOS added, no pre-tokenizer at run time."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from langshift.testing.tiny import SEED_CORPUS
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, fuse_unk=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)  # training only
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<unk>", "<s>", "</s>", *(f"<0x{i:02X}>" for i in range(256))])
+    tok.train_from_iterator(SEED_CORPUS * 3, trainer=trainer)
+    tok.pre_tokenizer = None
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.chat_template = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    return fast
+
+
+def test_sentencepiece_style_tokenizer_exports_as_llama_vocab(tmp_path):
+    """Mistral 7B / Llama 2 tokenizers: llama.cpp's SentencePiece tokenizer, fed scores from the merge
+    ranks, splits text as HF does (leading space, byte fallback for unseen characters, BOS) and the
+    model gives the same logits."""
+    import gguf
+    from transformers import AutoModelForCausalLM
+
+    from langshift.export.gguf import export_gguf
+    from langshift.testing.tiny import make_config
+
+    tok = _sentencepiece_style_tokenizer()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(make_config("mistral", len(tok))).eval()
+    _sharpen_attention(model)
+    out = export_gguf("tiny-spm", tmp_path / "spm.gguf", loaded=(model, tok))
+    fields = gguf.GGUFReader(out).fields
+    assert fields["tokenizer.ggml.model"].contents() == "llama"
+    assert fields["tokenizer.ggml.add_bos_token"].contents() is True
+    llm = _llama(out, logits_all=True)
+    try:
+        for text in ["Habari za asubuhi? 123 ü€", " leading space", "Wasser  kocht!\nErkläre, warum."]:
+            assert llm.tokenize(text.encode(), add_bos=True, special=False) == tok(text).input_ids
+        ids = tok(TEXT).input_ids
+        llm.eval(ids)
+        theirs = np.array(llm.scores[: len(ids)])
+    finally:
+        llm.close()
+    with torch.no_grad():
+        ours = model(torch.tensor([ids])).logits[0].numpy()
+    np.testing.assert_allclose(theirs, ours, atol=5e-3, rtol=0)
+
+
 def test_unknown_pre_tokenizer_is_refused_by_name(tiny, tmp_path):
     from tokenizers import pre_tokenizers
 

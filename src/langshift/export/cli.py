@@ -77,8 +77,9 @@ def export(
     _quiet_loading()
     model = resolve(model)
     loaded = models.load(model, gguf_file, dtype="float32")
-    arch_of(loaded[0].config)  # an unsupported architecture is said before any file is touched
-    out = export_gguf(model, gguf, type_, loaded=loaded, name=Path(model).name, meta=_card_meta(model))
+    arch_of(loaded[0])  # an unsupported architecture is said before any file is touched
+    trained = _training_output(model)
+    out = export_gguf(model, gguf, type_, loaded=loaded, name=Path(trained).name, meta=_card_meta(trained))
     typer.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {type_})")
     if modelfile:
         mf = write_modelfile(out, loaded[1])
@@ -88,6 +89,13 @@ def export(
 
 def _ollama_name(path: Path) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem.lower())
+
+
+def _training_output(model: str) -> str:
+    """The training output a model argument belongs to: a LoRA run's `OUT/adapter` belongs to `OUT`."""
+    from langshift.models import is_adapter_dir
+
+    return str(Path(model).parent) if is_adapter_dir(model) else model
 
 
 def _card_meta(model: str) -> dict:

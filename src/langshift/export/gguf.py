@@ -15,8 +15,8 @@ llama.cpp's `convert_hf_to_gguf.py`; names and keys come from the `gguf` package
     Qwen2 runs rotate-half ("neox") rope in llama.cpp and is written as is;
   * the tokenizer: a byte-level BPE vocabulary as `gpt2` with its merges, token types and the name of
     its pre-tokenizer (`PRE_TOKENIZERS`: llama.cpp splits text itself, by the named regexes, so the
-    name must describe *this* tokenizer), or a SentencePiece model as `llama`; special token ids,
-    whether BOS/EOS are added, and the chat template;
+    name must describe *this* tokenizer), or a SentencePiece-style BPE (byte fallback) as `llama`
+    with scores from the merge ranks; special token ids, whether BOS/EOS are added, the chat template;
   * tensor types as llama.cpp's converter writes them: norms and biases F32; matrices F16, or Q8_0
     (rows that are a multiple of 32 wide; the rest stay F16).
 
@@ -63,8 +63,10 @@ def _archs() -> dict[str, Arch]:
     }
 
 
-def arch_of(config) -> Arch:
-    names = list(getattr(config, "architectures", None) or [])
+def arch_of(model) -> Arch:
+    """How to write `model`: by its config's `architectures` (its class when the config names none)."""
+    config = model.config
+    names = list(getattr(config, "architectures", None) or [type(model).__name__])
     archs = _archs()
     for name in names:
         if name in archs:
@@ -196,6 +198,7 @@ class Vocab:
     scores: list[float] | None = None
     pre: str | None = None
     merges: bool = False  # the special vocab should carry the BPE merges
+    space_prefix: bool | None = None  # SentencePiece: llama.cpp puts "▁" before the text
 
 
 def _bpe_vocab(tokenizer, tokenizer_json: dict, tok_dir: Path, n_vocab: int) -> Vocab:
@@ -222,22 +225,58 @@ def _bpe_vocab(tokenizer, tokenizer_json: dict, tok_dir: Path, n_vocab: int) -> 
 
 
 def _sentencepiece_vocab(tokenizer, tokenizer_json: dict, tok_dir: Path, n_vocab: int) -> Vocab:
+    """A SentencePiece-style BPE (byte fallback, `▁` for spaces: Llama 2, Mistral 7B) as llama.cpp's
+    `llama` tokenizer, from tokenizer.json alone (transformers 5 saves no tokenizer.model).
+
+    llama.cpp merges the adjacent pair whose concatenation has the highest score; HF merges the pair
+    of lowest merge rank. Scoring each token by minus the rank of the merge that makes it,
+        score(t) = -rank(a, b)  for the first merge a + b = t   (0 for tokens no merge makes),
+    makes the two procedures pick the same pair at every step."""
+    import re
+
     import gguf
 
-    if not (tok_dir / "tokenizer.model").is_file():
-        raise UnsupportedModelError("a SentencePiece-style tokenizer (BPE with byte fallback) needs its "
-                                    "tokenizer.model next to the model for GGUF export")
-    sp = gguf.SentencePieceVocab(tok_dir)
+    model = tokenizer_json["model"]
+    by_id = {i: t for t, i in model["vocab"].items()}
+    by_id.update({i: t.content for i, t in tokenizer.added_tokens_decoder.items()})
+    if max(by_id) >= n_vocab:
+        raise UnsupportedModelError(f"the tokenizer has ids up to {max(by_id)} but the model only {n_vocab} embeddings")
+    rank: dict[str, int] = {}
+    for r, merge in enumerate(model.get("merges", [])):
+        a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank.setdefault(a + b, r)
+    added = tokenizer.added_tokens_decoder
     tokens, scores, types = [], [], []
-    for text, score, kind in sp.all_tokens():
+    for i in range(n_vocab):
+        text = by_id.get(i)
+        if text is None:
+            tokens.append(f"[PAD{i}]")
+            scores.append(-1e9)
+            types.append(gguf.TokenType.UNUSED)
+            continue
         tokens.append(text)
-        scores.append(score)
-        types.append(kind)
-    for i in range(len(tokens), n_vocab):
-        tokens.append(f"[PAD{i}]".encode())
-        scores.append(-1000.0)
-        types.append(gguf.TokenType.UNUSED)
-    return Vocab("llama", tokens, types, scores=scores)
+        scores.append(-float(rank[text]) if text in rank else 0.0)
+        if i in added:
+            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+        elif text == model.get("unk_token"):
+            types.append(gguf.TokenType.UNKNOWN)
+        elif re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    return Vocab("llama", tokens, types, scores=scores, space_prefix=_adds_space_prefix(tokenizer_json))
+
+
+def _adds_space_prefix(tokenizer_json: dict) -> bool:
+    """Whether text gets a leading `▁` (Llama 2's normalizer Prepend, or a Metaspace pre-tokenizer)."""
+    def parts(node, key):
+        if not node:
+            return []
+        return [p for sub in node.get(key, []) for p in parts(sub, key)] if node.get("type") == "Sequence" else [node]
+
+    prepends = [n for n in parts(tokenizer_json.get("normalizer"), "normalizers") if n.get("type") == "Prepend"]
+    metaspace = [n for n in parts(tokenizer_json.get("pre_tokenizer"), "pretokenizers") if n.get("type") == "Metaspace"]
+    return bool(prepends) or any(n.get("prepend_scheme", "always") != "never" for n in metaspace)
 
 
 def _tokenizer_kind(tokenizer_json: dict) -> str:
@@ -281,6 +320,8 @@ def write_vocab(writer, tokenizer, n_vocab: int, work: Path) -> None:
     writer.add_token_types(vocab.types)
     if vocab.scores is not None:
         writer.add_token_scores(vocab.scores)
+    if vocab.space_prefix is not None:
+        writer.add_add_space_prefix(vocab.space_prefix)
     special = gguf.SpecialVocab(tok_dir, load_merges=vocab.merges, n_vocab=n_vocab)
     special.add_special_token = adds_special(tokenizer)
     special.chat_template = getattr(tokenizer, "chat_template", None) or None
@@ -436,7 +477,7 @@ def export_gguf(model_path: str | os.PathLike, out: str | os.PathLike, out_type:
         raise InputError("--type", f"must be one of {', '.join(OUT_TYPES)}, got {out_type!r}", field="type")
     out = Path(out)
     model, tokenizer = loaded or models.load(model_path, gguf_file, dtype="float32")
-    arch = arch_of(model.config)  # before anything is written: an unsupported model fails fast
+    arch = arch_of(model)  # before anything is written: an unsupported model fails fast
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
