@@ -37,11 +37,11 @@ KNOWN_BASES = {
 METHOD_TEXT = {
     "clo": "Cross-Lingual Optimization (CLO; Lee et al., ACL 2025): λ·NLL on the target language plus a "
            "contrastive term that prefers the reply in the prompt's language",
-    "sft": "supervised fine-tuning on the English and the target-language pairs",
-    "sft-eng": "supervised fine-tuning on the English pairs",
-    "sft-tgt": "supervised fine-tuning on the target-language pairs",
+    "sft": "supervised fine-tuning (SFT) on the English and the target-language pairs",
+    "sft-eng": "supervised fine-tuning on the English pairs (SFT-eng)",
+    "sft-tgt": "supervised fine-tuning on the target-language pairs (SFT-tgt)",
     "dpo": "DPO preferring the reply in the prompt's language",
-    "sft+dpo": "supervised fine-tuning, then DPO from that model",
+    "sft+dpo": "supervised fine-tuning, then DPO from that model (SFT+DPO)",
 }
 
 # English-source names the data builder records -> hub dataset ids
@@ -266,8 +266,8 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
     lines = [
         f"# {title}",
         "",
-        f"{base_id or cfg.get('model', 'A base model')} taught to answer in {lang_name} with "
-        f"langshift — {METHOD_LABEL.get(method, method)}: {METHOD_TEXT.get(method, method)}.",
+        f"`{base_id or cfg.get('model', 'A base model')}` taught to answer in {lang_name} with langshift, by "
+        f"{METHOD_TEXT.get(method, method)}.",
         "",
         "## Training",
         "",

@@ -102,8 +102,9 @@ def _card_meta(model: str) -> dict:
     """GGUF `general.*` facts from the training output's record, when it is one."""
     from langshift.card import TAGS, base_model, read_record
 
-    if not (Path(model) / "config.yaml").is_file():
-        return {}
+    if not (Path(model) / "config.yaml").is_file():  # not a training output: what the alias table knows
+        license_ = base_model(model)[1]
+        return {"license": license_} if license_ else {}
     cfg = read_record(model)["config"]
     base, license_ = base_model(str(cfg.get("model", "")), cfg.get("gguf_file"))
     langs = [c for c in (cfg.get("lang"), "en") if c]
