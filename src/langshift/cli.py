@@ -7,6 +7,7 @@ import typer
 from langshift.data.cli import app as data_app
 from langshift.eval.cli import app as eval_app
 from langshift.experiment.cli import run
+from langshift.export.cli import chat, export, push
 from langshift.report.cli import compare, report
 from langshift.train.cli import train
 
@@ -17,6 +18,9 @@ app.command("train")(train)
 app.command("run")(run)
 app.command("report")(report)
 app.command("compare")(compare)
+app.command("chat")(chat)
+app.command("export")(export)
+app.command("push")(push)
 
 
 def main() -> None:

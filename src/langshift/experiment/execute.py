@@ -66,12 +66,27 @@ def write_results(exp: Experiment, stages: list[Stage], root: Path) -> Path:
     for stage in stages:
         if stage.kind == "eval":
             results = json.loads((stage.directory(root) / "results.json").read_text(encoding="utf-8"))
-            rows += result_rows(results, stage.facts, baseline=stage.spec["baseline_method"])
+            got = result_rows(results, stage.facts, baseline=stage.spec["baseline_method"])
+            rows += got
             evals.append((stage.facts, stage.directory(root)))
+            if stage.facts["method"] != "base":
+                _card(Path(stage.spec["eval"]["model"]), got, stage.spec["eval"])
     comparisons = run_comparisons(evals, exp.eval.baseline)
     write_json(root / "results.json", {"experiment": exp.name, "rows": rows, "comparisons": comparisons})
     write_report(rows, root, title=f"langshift experiment: {exp.name}", comparisons=comparisons)
     return root
+
+
+def _card(model_dir: Path, rows: list[dict], options: dict) -> None:
+    """The trained model's card, now with the evaluation of it; sets read from local files are named
+    as such, not as the hub benchmarks they stand in for."""
+    from langshift.card import write_model_card
+
+    sets = {task: (Path(source).name, f"{Path(source).stem} (local file)")
+            for task, source in (("belebele", options.get("belebele")), ("mmmlu", options.get("mmmlu")),
+                                 ("fidelity", options.get("prompts") or "demo prompts.jsonl"))
+            if source and Path(source).suffix in (".jsonl", ".json")}
+    write_model_card(model_dir, rows, eval_sets=sets)
 
 
 def run_parallel(todo: list[Stage], root: Path, jobs: int, bar) -> None:

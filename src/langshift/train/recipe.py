@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from langshift import models
+from langshift.card import write_training_card
 from langshift.files import InputError, atomic_write_text, stable_hash
 from langshift.fingerprints import weights_fingerprint
 from langshift.records import Record, load_records
@@ -244,4 +245,5 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
     }
     if main:
         atomic_write_text(out / "config.yaml", yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+        write_training_card(out)  # README.md model card; evaluation results are added later
     return out
