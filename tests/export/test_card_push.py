@@ -73,7 +73,7 @@ def test_card_with_evaluation_rows_has_a_valid_model_index(trained):
     assert card.data.model_name == "clo-sw"
     table = card.text.split("## Evaluation", 1)[1]
     assert "| Language fidelity | Swahili | Response pass (%) | 62.5 | 5.0 | 24 |" in table
-    assert "| Knowledge (MMMLU) | English | accuracy | 25.0 | 8.8 | 24 |" in table
+    assert "| Knowledge (MMMLU) | English | Accuracy (%) | 25.0 | 8.8 | 24 |" in table
 
 
 def test_card_metadata_for_the_embedded_model_names_its_hub_id_and_license():
