@@ -284,9 +284,9 @@ def test_judge_against_a_real_server_caches_and_accounts(llm_server, tmp_path):
 @pytest.mark.server
 @pytest.mark.slow
 def test_judge_with_schema_constrained_output(llm_server, tmp_path):
-    """With make_partial_leaderboard's schema enforced by the server, every reply is a leaderboard; it
-    is a verdict exactly when it ranks the two distinct identifiers (SmolLM2 may rank "M" twice: that
-    is counted as unparsable, not read as a win)."""
+    """With the verdict schema turned into a grammar by the server (`structured="json_object"`), every
+    reply is a leaderboard of the two distinct identifiers ranked 1 and 2, so every judgment is a
+    verdict. (The looser leaderboard schema let SmolLM2 rank "M" twice; free text, it may write code.)"""
     client = ChatClient(
         base_url=llm_server, model="smollm2", api_key_env="LANGSHIFT_TEST_NO_KEY", concurrency=1
     )
@@ -304,17 +304,24 @@ def test_judge_with_schema_constrained_output(llm_server, tmp_path):
     (item,) = got["items"]
     for j in item["judgments"]:
         board = json.loads(j["raw"])["ordered_models"]
-        assert len(board) == 2 and all(set(x) == {"model", "rank"} for x in board)
-        models, ranks = [x["model"] for x in board], [x["rank"] for x in board]
-        if sorted(models) != ["M", "m"]:
-            expected = None
-        elif ranks[0] == ranks[1]:
-            expected = "tie"
-        else:
-            expected = models[ranks.index(min(ranks))]
-        assert j["parsed"] == expected
-    assert got["unparsable_judgments"] == sum(j["parsed"] is None for j in item["judgments"])
+        assert sorted(x["model"] for x in board) == ["M", "m"] and [x["rank"] for x in board] == [1, 2]
+        assert j["parsed"] == board[0]["model"]
+    assert got["unparsable_judgments"] == 0 and got["metrics"]["win_rate"]["n"] == 1
     assert item["score"] == combine(*(j["winner"] for j in item["judgments"]))
+
+
+def test_structured_requests_carry_their_schema():
+    """OpenAI gets make_partial_leaderboard's own schema; a grammar server gets the two verdicts."""
+    from langshift.eval.alpaca import LEADERBOARD_SCHEMA, VERDICT_SCHEMA, request_params
+
+    openai = request_params(64, 0.0, "json_schema")["response_format"]
+    assert openai["json_schema"]["schema"] == LEADERBOARD_SCHEMA and openai["json_schema"]["strict"]
+    local = request_params(64, 0.0, "json_object")["response_format"]
+    assert local == {"type": "json_object", "schema": VERDICT_SCHEMA}
+    boards = VERDICT_SCHEMA["properties"]["ordered_models"]["anyOf"]
+    firsts = [b["prefixItems"][0]["properties"] for b in boards]
+    assert [(f["model"]["const"], f["rank"]["const"]) for f in firsts] == [("m", 1), ("M", 1)]
+    assert "response_format" not in request_params(64, 0.0, None)
 
 
 def test_alpaca_cli_refuses_mismatched_prompts(tmp_path):

@@ -79,7 +79,7 @@ LANGUAGE_CLAUSE = (
 )
 
 # make_partial_leaderboard's parameters, for endpoints that can constrain output to a JSON schema
-# (`structured="json_schema"`: OpenAI structured outputs; "json_object": llama.cpp / vLLM style).
+# (`structured="json_schema"`: OpenAI structured outputs).
 LEADERBOARD_SCHEMA = {
     "type": "object",
     "properties": {
@@ -95,6 +95,27 @@ LEADERBOARD_SCHEMA = {
             },
         }
     },
+    "required": ["ordered_models"],
+    "additionalProperties": False,
+}
+
+
+def _board(first: str, second: str) -> dict:
+    entry = {"type": "object", "required": ["model", "rank"], "additionalProperties": False}
+    return {"type": "array", "minItems": 2, "maxItems": 2, "items": False, "prefixItems": [
+        {**entry, "properties": {"model": {"const": first}, "rank": {"const": 1}}},
+        {**entry, "properties": {"model": {"const": second}, "rank": {"const": 2}}},
+    ]}
+
+
+# For grammar-constrained servers (`structured="json_object"`: llama.cpp, which turns the schema into a
+# grammar): the same leaderboard, narrowed to its two verdicts (m first or M first, ranks 1 and 2). The
+# schema above still lets a small judge rank "M" twice, an unparsable judgment; this one makes every
+# reply a verdict. A tie is then never one judgment, but two judgments that disagree across the two
+# orders, which `combine` already scores as a tie.
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"ordered_models": {"anyOf": [_board("m", "M"), _board("M", "m")]}},
     "required": ["ordered_models"],
     "additionalProperties": False,
 }
@@ -329,7 +350,7 @@ def request_params(max_tokens: int, temperature: float, structured: str | None) 
             "json_schema": {"name": "make_partial_leaderboard", "schema": LEADERBOARD_SCHEMA, "strict": True},
         }
     elif structured == "json_object":
-        params["response_format"] = {"type": "json_object", "schema": LEADERBOARD_SCHEMA}
+        params["response_format"] = {"type": "json_object", "schema": VERDICT_SCHEMA}
     elif structured is not None:
         raise ValueError(f"structured must be None, 'json_schema' or 'json_object', not {structured!r}")
     return params
