@@ -4,9 +4,10 @@ needs a manual step.
 
     build_eval_prompts("alpaca_eval", "sw", translator, out)  ->  out/prompts.jsonl, out/data_card.md
 
-`prompts.jsonl` has the suite's multilingual shape, one row per instruction:
-    {"id": "alpaca-0042", "en": <instruction>, "sw": <its translation>, "dataset": <AlpacaEval subset>,
-     "filter_reasons": [...]}
+`prompts.jsonl` has the suite's one-prompt-per-row shape, the English instruction and its translation:
+    {"id": "alpaca-0042", "lang": "en", "prompt": <instruction>, "dataset": <AlpacaEval subset>}
+    {"id": "alpaca-0042", "lang": "sw", "prompt": <its translation>, "dataset": ..., "filter_reasons": [...]}
+(not the multilingual {"id", "en", "sw"} shape: Indonesian's code is "id", the row id's key.)
 Translation goes through the same segmentation and SQLite cache as the training data (a killed run
 translates nothing twice). The training data's quality filters are run on each translation and their
 verdicts recorded and counted, but no instruction is dropped: a benchmark keeps its items, and a model
@@ -44,12 +45,13 @@ def build_eval_prompts(source: str, lang: str, translator: Translator, out_dir: 
     for item, en, tgt in zip(items, english, translated, strict=True):
         found = field_reasons(en, tgt, target.code, config)
         reasons.update(found)
-        rows.append({"id": item["id"], "en": en, target.code: tgt, "dataset": item.get("dataset"),
-                     "filter_reasons": found})
+        shared = {"id": item["id"], "dataset": item.get("dataset")}
+        rows += [{**shared, "lang": "en", "prompt": en},
+                 {**shared, "lang": target.code, "prompt": tgt, "filter_reasons": found}]
     write_jsonl(out / "prompts.jsonl", rows)
     described = translator.describe()
     lines = [f"# Evaluation prompts: {hub_id} in {target.name} ({target.code})", "",
-             f"- Source: `{hub_id}` (English instructions), {len(rows)} of them",
+             f"- Source: `{hub_id}` (English instructions), {len(items)} of them",
              f"- Translator: `{described['backend']}` `{described['model']}`",
              f"- Segments: {stats['segments']} ({stats['unique_segments']} unique; {stats['from_cache']} from "
              f"cache, {stats['translated']} translated in this run)",

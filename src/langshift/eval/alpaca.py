@@ -507,8 +507,9 @@ def load_instructions(source: str | Path | None, lang: str, limit: int | None = 
 
     `source`: None or "tatsu-lab/alpaca_eval" (English only, from the hub; rows also carry "dataset",
     the AlpacaEval subset a row comes from, e.g. "koala"); or a local JSONL/JSON whose
-    rows hold the instruction under the language's code (demo prompts.jsonl: {"id","en","sw",...}),
-    "instruction", "prompt", or "tgt_prompt" (translated records); "id" is optional.
+    rows hold the instruction under the language's code (demo prompts.jsonl: {"id","en","sw",...};
+    Indonesian under "ind", as "id" is the row id), "instruction", "prompt" (with "lang": the rows of
+    one language), or "tgt_prompt" (translated records); "id" is optional.
     """
     lang = get_language(lang).code
     if source in (None, HUB_DATASET):
@@ -526,11 +527,14 @@ def load_instructions(source: str | Path | None, lang: str, limit: int | None = 
                 raise InputError(path, "missing or empty", line=index, field="instruction")
             out.append({"id": f"alpaca-{index - 1:04d}", "instruction": text, "dataset": row.get("dataset")})
         return out[:limit] if limit else out
+    # A language's text is under its code, or its ISO 639-3 code where the code is a field name
+    # (Indonesian's "id").
+    lang_keys = [k for k in dict.fromkeys((lang, get_language(lang).iso3)) if k not in ("id", "lang")]
     out = []
     for line, row in _iter_rows(source):
-        if row.get("lang") not in (None, lang) and lang not in row:
+        if row.get("lang") not in (None, lang) and not any(k in row for k in lang_keys):
             continue
-        text = _pick(row, (lang, "instruction", "prompt", "tgt_prompt"))
+        text = _pick(row, (*lang_keys, "instruction", "prompt", "tgt_prompt"))
         if not isinstance(text, str):
             raise InputError(
                 source,

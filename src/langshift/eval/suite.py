@@ -37,8 +37,9 @@ def demo_prompts_path() -> Path:
 def load_prompts(
     source: str | os.PathLike | None, langs: list[str], default_lang: str, limit: int | None = None
 ) -> dict[str, list[dict]]:
-    """{lang: [{"id","prompt"}]} from a JSONL of multilingual rows ({"id","en","sw",...}, the demo shape)
-    or of single prompts ({"id","prompt"}, with "lang" or else taken to be `default_lang`)."""
+    """{lang: [{"id","prompt"}]} from a JSONL of multilingual rows ({"id","en","sw",...}, the demo shape;
+    Indonesian as "ind", since "id" is the row id) or of single prompts ({"id","prompt"}, with "lang" or
+    else taken to be `default_lang`)."""
     path = Path(source) if source else demo_prompts_path()
     out: dict[str, list[dict]] = {lang: [] for lang in langs}
     for line, row in iter_jsonl(path):
