@@ -211,7 +211,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     return {
         "method": method_name, "base_model": str(spec), "base_fingerprint": fingerprint,
         "train_records": len(train_records), "val_records": len(val_records), "units": len(train_units),
-        "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
+        "processes": world, "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
         "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_eval_loss": trainer.state.best_metric, "trainable": share,
         "truncation": encoder.report.as_dict(),
