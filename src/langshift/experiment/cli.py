@@ -25,7 +25,9 @@ def run(
 
     exp = load_experiment(config, quick=quick, overrides=[*set_, *([f"jobs={jobs}"] if jobs else [])])
     if dry_run:
-        root = Path(exp.out)
+        from langshift.experiment.execute import stage_root
+
+        root = stage_root(exp)
         for stage in plan(exp, root):
             mark = "done" if is_done(stage.directory(root)) else "todo"
             typer.echo(f"{mark}  {stage.kind:5s}  {stage.label}  {stage.directory(root)}")

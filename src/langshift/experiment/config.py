@@ -87,6 +87,8 @@ class ExperimentEval(EvalSettings):
 class Experiment(Options):
     name: str = Field("", description="Run name (default: the config file's name).")
     out: str = Field("", description="Run directory (default: runs/<name>).")
+    stages: str | None = Field(None, description="Directory of the stage outputs (default: `out`). Runs that share "
+                               "it compute a stage they have in common once (same inputs, same directory).")
     models: list[ModelEntry] = Field(min_length=1, description="Base models.")
     languages: list[LangCode] = Field(min_length=1, description="Target languages.")
     data: DataSpec

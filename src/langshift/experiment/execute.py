@@ -34,10 +34,11 @@ class StageFailed(RuntimeError):
 
 
 def run_experiment(exp: Experiment, *, progress: bool = True) -> Path:
-    root = Path(exp.out)
-    root.mkdir(parents=True, exist_ok=True)
+    out = Path(exp.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = stage_root(exp)  # where stage directories live (shared between runs with `stages:`)
     stages = plan(exp, root)
-    write_json(root / "experiment.json", {"experiment": exp.model_dump(mode="json"), "stages": [
+    write_json(out / "experiment.json", {"experiment": exp.model_dump(mode="json"), "stages": [
         {"kind": s.kind, "label": s.label, "dir": str(s.directory(root)), "done": is_done(s.directory(root))}
         for s in stages]})
     todo = [s for s in stages if not is_done(s.directory(root))]
@@ -57,7 +58,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> Path:
 
 def write_results(exp: Experiment, stages: list[Stage], root: Path) -> Path:
     """The run's results.json (a row per number of every evaluation, and the paired comparisons between
-    them) and report.md."""
+    them) and report.md, in `exp.out`; `root` holds the stage directories."""
     from langshift.report import write_report
     from langshift.report.compare import run_comparisons
     from langshift.report.rows import result_rows
@@ -72,9 +73,14 @@ def write_results(exp: Experiment, stages: list[Stage], root: Path) -> Path:
             if stage.facts["method"] != "base":
                 _card(Path(stage.spec["eval"]["model"]), got, stage.spec["eval"])
     comparisons = run_comparisons(evals, exp.eval.baseline)
-    write_json(root / "results.json", {"experiment": exp.name, "rows": rows, "comparisons": comparisons})
-    write_report(rows, root, title=f"langshift experiment: {exp.name}", comparisons=comparisons)
-    return root
+    out = Path(exp.out)
+    write_json(out / "results.json", {"experiment": exp.name, "rows": rows, "comparisons": comparisons})
+    write_report(rows, out, title=f"langshift experiment: {exp.name}", comparisons=comparisons)
+    return out
+
+
+def stage_root(exp: Experiment) -> Path:
+    return Path(exp.stages or exp.out)
 
 
 def _card(model_dir: Path, rows: list[dict], options: dict) -> None:

@@ -114,6 +114,8 @@ def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, re
     for key, dirs in groups.items():
         facts = dict(key)
         contrasts = [("method", baseline)] if facts["method"] != baseline else []
+        if facts["method"] == "clo":  # CLO against every other method too (Table 1's CLO − SFT+DPO)
+            contrasts += [("method", m) for m in {dict(k)["method"] for k in groups} - {"clo", "base", baseline}]
         contrasts += [(axis, b) for axis, a, b in ABLATIONS if facts.get(axis) == a]
         for axis, other_value in contrasts:
             other = groups.get(tuple(sorted({**facts, axis: other_value}.items())))

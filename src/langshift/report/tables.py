@@ -151,7 +151,18 @@ def headline_table(rows: list[dict]) -> str:
 # ---- the paper's tables --------------------------------------------------------------------------
 
 
-def table1_alpaca(rows: list[dict]) -> str | None:
+def _delta(comparisons, value_a: float | None, value_b: float | None, /, **match) -> str:
+    """Δ = a − b: the paired difference with its CI and p-value when the run compared the two item by
+    item (`report.compare`), else the plain difference of the two numbers (rows merged from older runs)."""
+    from langshift.report.compare import cell
+
+    for c in comparisons:
+        if all(c.get(k) == v for k, v in match.items()):
+            return cell(c)
+    return delta(value_a, value_b)
+
+
+def table1_alpaca(rows: list[dict], comparisons: list[dict] = ()) -> str | None:
     """Table 1: win rate vs the baseline; model × {Target, English} lines, per language the other
     method(s), CLO and Δ = CLO − other."""
     rows = [r for r in main_rows(rows) if r["task"] == "alpaca"]
@@ -181,8 +192,10 @@ def table1_alpaca(rows: list[dict]) -> str | None:
                     at = [r for r in mine if r["lang"] == lang]
                     line += [_cell(at, method=m) for m in others + (["clo"] if has_clo else [])]
                     if has_clo:
-                        clo = _value(at, method="clo")
-                        line += [delta(clo, _value(at, method=m)) for m in others]
+                        clo = _pick(at, method="clo")
+                        line += [_delta(comparisons, clo and clo["value"], _value(at, method=m), axis="method",
+                                        a="clo", b=m, model=model, lang=lang, eval_lang=ev, task="alpaca",
+                                        metric="win_rate", size=clo and clo["size"]) for m in others]
                 body.append(line)
         note = f"Win rate (%) ± standard error against {METHOD_LABEL.get(baseline, baseline)}"
         if has_clo and others:
@@ -251,7 +264,7 @@ def _task_label(task: str, baseline: str | None) -> str:
     return TASKS[task].label + (f" vs {METHOD_LABEL.get(baseline, baseline)}" if baseline else "")
 
 
-def table4_trainable(rows: list[dict]) -> str | None:
+def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | None:
     """Table 4: attention-only vs full fine-tuning, per task's headline metric; Δ = attention − full."""
     groups = _ablation_groups(rows, "trainable", "attention", "full")
     if not groups:
@@ -267,7 +280,8 @@ def table4_trainable(rows: list[dict]) -> str | None:
             line += [
                 _cell(g, trainable="attention", eval_lang=ev),
                 _cell(g, trainable="full", eval_lang=ev),
-                delta(att, full),
+                _delta(comparisons, att, full, axis="trainable", a="attention", b="full", model=model, lang=lang,
+                       method=method, task=task, metric=TASKS[task].headline.name, eval_lang=ev, size=size),
             ]
         body.append(line)
     header = [
@@ -360,13 +374,14 @@ def fidelity_table(rows: list[dict]) -> str | None:
     return md_table(header, _name_once(body)) + "\n\n" + note
 
 
-def paper_tables(rows: list[dict]) -> list[tuple[str, str]]:
-    """(heading, markdown) of each table the rows can fill, in the paper's order, fidelity last."""
+def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[str, str]]:
+    """(heading, markdown) of each table the rows can fill, in the paper's order, fidelity last. Δ cells
+    are paired differences with their CI where `comparisons` has them."""
     tables = [
-        ("Instruction following: AlpacaEval win rate (Table 1 shape)", table1_alpaca(rows)),
+        ("Instruction following: AlpacaEval win rate (Table 1 shape)", table1_alpaca(rows, comparisons)),
         ("Reading comprehension: BELEBELE (Table 2 shape)", table2_belebele(rows)),
         ("Knowledge and reasoning: MMMLU (Table 3 shape)", table3_mmmlu(rows)),
-        ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows)),
+        ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows, comparisons)),
         ("Ablation: NLL on the target only vs both languages (Table 5 shape)", table5_nll(rows)),
         ("Language fidelity (beyond the paper)", fidelity_table(rows)),
     ]
