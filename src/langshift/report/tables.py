@@ -61,7 +61,11 @@ def _pick(rows: list[dict], **match) -> dict | None:
 
 def _cell(rows: list[dict], decimals: int = 1, **match) -> str:
     r = _pick(rows, **match)
-    return pct(r["value"], r["stderr"], decimals) if r else "–"
+    if not r:
+        return "–"
+    if TASKS[r["task"]].metric(r["metric"]).unit == "fraction":
+        return pct(r["value"], r["stderr"], decimals)
+    return f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if r["stderr"] is not None else "")
 
 
 def _value(rows: list[dict], **match) -> float | None:
@@ -325,9 +329,10 @@ def table5_nll(rows: list[dict]) -> str | None:
     return md_table(header, body) + "\n\n% ± standard error."
 
 
-def fidelity_table(rows: list[dict]) -> str | None:
-    """Ours, beyond the paper: response- and line-level pass rates for every trained configuration."""
-    rows = [r for r in rows if r["task"] == "fidelity"]
+def _per_config_table(rows: list[dict], columns: list[tuple[str, str, str]], note: str) -> str | None:
+    """One line per trained configuration (model, language, method, size, variant); `columns` are
+    (header suffix, task, metric), each shown in the target language and in English."""
+    rows = [r for r in rows if (r["task"], r["metric"]) in {(t, m) for _, t, m in columns}]
     if not rows:
         return None
     lines = sorted(
@@ -337,41 +342,37 @@ def fidelity_table(rows: list[dict]) -> str | None:
     variants = defaultdict(set)
     for model, lang, method, _, v in lines:
         variants[(model, lang, method)].add(v)
+    present = [(h, t, m) for h, t, m in columns if any((r["task"], r["metric"]) == (t, m) for r in rows)]
     body = []
     for model, lang, method, size, v in lines:
-        sel = [
-            r
-            for r in rows
-            if (r["model"], r["lang"], r["method"], r["size"], variant(r)) == (model, lang, method, size, v)
-        ]
-        body.append(
-            [
-                model,
-                lang_name(lang),
-                _line_label(method, v, variants[(model, lang, method)]),
-                _size_label(size),
-            ]
-            + [
-                _cell(sel, eval_lang=ev, metric=m)
-                for ev in EVAL_LANGS
-                for m in ("response_pass_rate", "line_pass_rate")
-            ]
-        )
-    header = [
-        "Model",
-        "Language",
-        "Method",
-        "Data size",
-        "Target response",
-        "Target line",
-        "English response",
-        "English line",
-    ]
-    note = (
-        "Pass rate (%) ± standard error. Response: the whole response is in the prompt's language; "
-        "line: every line of 5+ words (outside code, not a bare URL) is."
-    )
+        sel = [r for r in rows if (r["model"], r["lang"], r["method"], r["size"], variant(r)) == (model, lang, method, size, v)]
+        body.append([model, lang_name(lang), _line_label(method, v, variants[(model, lang, method)]), _size_label(size)]
+                    + [_cell(sel, eval_lang=ev, task=t, metric=m) for ev in EVAL_LANGS for _, t, m in present])
+    header = ["Model", "Language", "Method", "Data size"] + [f"{EVAL_LABEL[ev]} {h}" for ev in EVAL_LANGS
+                                                             for h, _, _ in present]
     return md_table(header, _name_once(body)) + "\n\n" + note
+
+
+def fidelity_table(rows: list[dict]) -> str | None:
+    """Ours, beyond the paper: response- and line-level pass rates for every trained configuration, next to
+    the share of degenerate responses and the fluent pass rate (right language and not degenerate)."""
+    columns = [("response", "fidelity", "response_pass_rate"), ("line", "fidelity", "line_pass_rate"),
+               ("degenerate", "degeneration", "degenerate_rate"), ("fluent", "degeneration", "fluent_pass_rate")]
+    return _per_config_table(rows, columns, (
+        "Rates (%) ± standard error over prompts. Response: the whole response is in the prompt's language; "
+        "line: every line of 5+ words (outside code, not a bare URL) is; degenerate: a repetition loop, the "
+        "prompt echoed back, or nothing; fluent: in the prompt's language and not degenerate."))
+
+
+def heldout_table(rows: list[dict]) -> str | None:
+    """Ours, beyond the paper: judge-free scores on held-out pairs never trained on (no sampling noise)."""
+    columns = [("prefers own language", "langpref", "preference"),
+               ("margin/token", "langpref", "margin_per_token"), ("NLL/token", "heldout_nll", "nll_per_token")]
+    return _per_config_table(rows, columns, (
+        "Prefers own language (%): share of held-out items where the model gives the reply in the prompt's "
+        "language a higher log-probability than the same reply in the other language; margin/token: the "
+        "difference of their per-token log-probabilities (nats); NLL/token: per-token negative log-likelihood "
+        "of the reply in the prompt's language (nats, lower is better). Mean ± standard error over items."))
 
 
 def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[str, str]]:
@@ -384,6 +385,7 @@ def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[s
         ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows, comparisons)),
         ("Ablation: NLL on the target only vs both languages (Table 5 shape)", table5_nll(rows)),
         ("Language fidelity (beyond the paper)", fidelity_table(rows)),
+        ("Held-out pairs, no judge (beyond the paper)", heldout_table(rows)),
     ]
     return [(h, t) for h, t in tables if t]
 
