@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from langshift.experiment import StageFailed, load_experiment, plan, run_experiment
 from langshift.experiment.executors import make_executor
+from langshift.experiment.plan import run_stage_dir, write_spec
 from langshift.experiment.rendezvous import expand_nodelist, machine_args
 from langshift.experiment.slurm import CLUSTER_ENV, JOBS, RUNNING, STAGE_LOG, SlurmExecutor
 from langshift.files import InputError, read_jsonl
@@ -87,12 +88,15 @@ def test_killed_parent_rerun_reattaches_no_stage_twice_none_lost(tmp_path, tiny_
     cluster("local")
     root = tmp_path / "run"
     overrides = _overrides(root, tiny_llama, reference["cache"], "methods=[clo]")
+    exp = load_experiment(DEMO, quick=True, overrides=[*overrides, "executor=slurm"])
+    data = next(s for s in plan(exp, root) if s.kind == "data")
+    run_stage_dir(write_spec(data, root))  # built here, so that the parent starts with two jobs at once
     cmd = [sys.executable, "-m", "langshift.cli", "run", str(DEMO), "--quick", "--executor", "slurm",
            *[x for o in overrides for x in ("--set", o)]]
     with open(tmp_path / "parent.log", "wb") as log:
         parent = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     deadline = time.time() + 240
-    while not list(root.glob("logs/train-*/" + JOBS)):  # the training stage has been submitted
+    while not list(root.glob("logs/train-*/" + JOBS)):  # the training stage (and the base eval) submitted
         assert parent.poll() is None and time.time() < deadline, (tmp_path / "parent.log").read_text()[-3000:]
         time.sleep(0.2)
     parent.send_signal(signal.SIGKILL)
@@ -100,11 +104,11 @@ def test_killed_parent_rerun_reattaches_no_stage_twice_none_lost(tmp_path, tiny_
     train = next(root.glob("train/*"))
     assert not (train / "stage.json").exists()  # its job is still queued or running
 
-    exp = load_experiment(DEMO, quick=True, overrides=[*overrides, "executor=slurm"])
     run_experiment(exp, progress=False)
     stages = [s.directory(root).resolve() for s in plan(exp, root)]
     assert all((d / "stage.json").is_file() for d in stages)  # none lost
-    assert _submissions(root) == Counter({str(d): 1 for d in stages})  # none submitted twice
+    jobs = Counter({str(d): 1 for d in stages if d != data.directory(root).resolve()})
+    assert _submissions(root) == jobs  # none submitted twice
     logs = next(root.glob("logs/train-*"))
     assert json.loads((logs / RUNNING).read_text())["job_id"] == read_jsonl(logs / JOBS)[0]["job_id"]
     rows = json.loads((root / "results.json").read_text())["rows"]
@@ -134,7 +138,8 @@ def test_a_preempted_training_stage_resumes_from_its_last_checkpoint(tmp_path, t
     exp = load_experiment(DEMO, quick=True, overrides=_overrides(
         tmp_path, tiny_llama, tmp_path / "cache", "executor=slurm", "methods=[sft]", "train.max_steps=16",
         "train.eval_steps=4"))
-    todo = [s for s in plan(exp, tmp_path) if s.kind != "eval"]  # data, then the training stage
+    data, train = (next(s for s in plan(exp, tmp_path) if s.kind == kind) for kind in ("data", "train"))
+    run_stage_dir(write_spec(data, tmp_path))  # built here: the job to watch is the training stage
 
     def preempt():  # once a checkpoint is complete, signal the stage's job process as SLURM would
         deadline = time.time() + 240
@@ -148,12 +153,12 @@ def test_a_preempted_training_stage_resumes_from_its_last_checkpoint(tmp_path, t
 
     signaller = threading.Thread(target=preempt)
     signaller.start()
-    make_executor(exp).run(todo, tmp_path, tqdm(disable=True))
+    make_executor(exp).run([train], tmp_path, tqdm(disable=True))
     signaller.join()
     log = next(tmp_path.glob("logs/train-*/" + STAGE_LOG)).read_text()
     assert "Caught signal SIGUSR2" in log and "this job is preempted" in log
     assert re.search(r"\[langshift\] resuming from \S+/checkpoint-(4|8|12)\n", log)
-    assert all((s.directory(tmp_path) / "stage.json").is_file() for s in todo)
+    assert (train.directory(tmp_path) / "stage.json").is_file()
     steps = [r["step"] for r in read_jsonl(next(tmp_path.glob("train/*/metrics.jsonl"))) if "loss" in r]
     assert steps == list(range(1, 17))  # one run, as if it had never stopped
     assert set(_submissions(tmp_path).values()) == {1}  # requeued by submitit, not submitted again
