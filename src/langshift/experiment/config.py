@@ -165,6 +165,7 @@ def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[st
     """Read and validate the whole config before any stage runs; errors name the file and key."""
     source = str(path)
     raw = read_yaml(path)
+    _spell_out_executor(raw)
     if quick:
         if not raw.get("quick"):
             raise InputError(source, "--quick needs a 'quick' section of overrides", field="quick")
@@ -173,8 +174,7 @@ def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[st
         for dotted, value in raw["quick"].items():
             set_dotted(raw, str(dotted), value)
     for item in overrides:
-        if isinstance(raw.get("executor"), str):  # `executor: slurm` spelled out, so --set executor.x=... works
-            raw["executor"] = {"kind": raw["executor"]}
+        _spell_out_executor(raw)
         set_dotted(raw, *parse_override(item))
     exp = Experiment.parse(raw, source=source)
     _check_allocation(exp, source)
@@ -183,6 +183,12 @@ def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[st
     if not exp.out:
         exp.out = f"runs/{exp.name}"
     return exp
+
+
+def _spell_out_executor(raw: dict) -> None:
+    """`executor: slurm` -> {kind: slurm}, so that an override of `executor.x` finds a section."""
+    if isinstance(raw.get("executor"), str):
+        raw["executor"] = {"kind": raw["executor"]}
 
 
 def _check_allocation(exp: Experiment, source: str) -> None:
