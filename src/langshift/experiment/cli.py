@@ -17,13 +17,15 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set eval.limit=5 (YAML value)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan without running it."),
     jobs: int = typer.Option(None, "--jobs", help="Stages run at once, each in its own process (config: jobs)."),
+    executor: str = typer.Option(None, "--executor", help="Where stages run: local | slurm (config: executor.kind)."),
 ) -> None:
     """Run an experiment: data -> train -> eval -> report, skipping stages already done."""
     from langshift.experiment import load_experiment, plan, run_experiment
     from langshift.experiment.plan import is_done
     from langshift.report.tables import comparison_table, comparison_words, headline_table
 
-    exp = load_experiment(config, quick=quick, overrides=[*set_, *([f"jobs={jobs}"] if jobs else [])])
+    flags = [*([f"jobs={jobs}"] if jobs else []), *([f"executor.kind={executor}"] if executor else [])]
+    exp = load_experiment(config, quick=quick, overrides=[*set_, *flags])
     if dry_run:
         from langshift.experiment.execute import stage_root
 

@@ -8,6 +8,7 @@ before validation; every error names the file and the dotted key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -76,6 +77,52 @@ class Launcher(Options):
     args: list[str] = Field(default_factory=list, description="Extra `accelerate launch` arguments.")
 
 
+# sbatch options that submitit (or langshift) writes itself: set through their own keys, or not at all
+_MANAGED_SBATCH = {"array": None, "output": None, "error": None, "open-mode": None, "signal": None,
+                   "job-name": None, "partition": "partition", "account": "account", "qos": "qos",
+                   "time": "timeout_min", "nodes": "nodes", "gpus-per-node": "gpus_per_node",
+                   "cpus-per-task": "cpus_per_task", "mem": "mem_gb", "ntasks-per-node": None}
+
+
+class ExecutorOptions(Options):
+    """Where the stages run: this machine (`local`) or a SLURM cluster through submitit (`slurm`).
+
+    The SLURM options size a training stage's allocation; a data or eval stage uses one device, so it
+    gets one node and at most one GPU, with the same time, memory, CPUs, partition, account and QoS."""
+
+    kind: Literal["local", "slurm"] = Field("local", description="local (this machine) | slurm (one submitit job per stage).")
+    partition: str | None = Field(None, description="SLURM partition.")
+    account: str | None = Field(None, description="SLURM account.")
+    qos: str | None = Field(None, description="SLURM quality of service.")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs per node of a training stage (data and eval stages: at most 1).")
+    nodes: int = Field(1, ge=1, description="Nodes of a training stage (> 1: multi-node accelerate launch).")
+    cpus_per_task: int | None = Field(None, ge=1, description="CPU cores per stage (one task per node).")
+    mem_gb: float | None = Field(None, gt=0, description="Memory per node in GB.")
+    timeout_min: int = Field(1440, ge=1, description="Time limit of a stage's job in minutes (the partition's own limit still applies).")
+    array_parallelism: int = Field(256, ge=1, description="Jobs of one array running at once.")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run in the sbatch script first (module load, ...).")
+    slurm_additional_parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Further sbatch options, e.g. {constraint: a100, exclusive: true}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        """`executor: slurm` is short for {kind: slurm}."""
+        return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("slurm_additional_parameters")
+    @classmethod
+    def _free_sbatch_options(cls, value: dict) -> dict:
+        for key in value:
+            flag = key.replace("_", "-")
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", flag):
+                raise ValueError(f"{key!r} is not an sbatch option name (e.g. constraint, mail-type)")
+            if flag in _MANAGED_SBATCH:
+                own = _MANAGED_SBATCH[flag]
+                raise ValueError(f"{key!r} is set by " + (f"executor.{own}" if own else "langshift and submitit"))
+        return value
+
+
 class ExperimentEval(EvalSettings):
     baseline: str = Field("sft", description="Method the pairwise judge compares every other model with.")
     translator: str = Field("openai", description="Translates `prompts: alpaca_eval` into each target language "
@@ -98,13 +145,14 @@ class Experiment(Options):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training options (langshift train's).")
     eval: ExperimentEval = Field(default_factory=ExperimentEval, description="Evaluation options.")
     launcher: Launcher = Field(default_factory=Launcher)
+    executor: ExecutorOptions = Field(default_factory=ExecutorOptions, description="Where the stages run.")
     quick: dict = Field(default_factory=dict, description="Overrides applied by --quick.")
     seed: int = Field(0, ge=0, description="Seed of the data split, training order and sampling.")
     seeds: list[int] | None = Field(None, min_length=1, description="Replicate training seeds: every training run "
                                     "once per seed (data order; eval sampling follows it). The data split stays `seed`'s.")
     jobs: int = Field(1, ge=1, description="Stages run at once, each in its own process.")
 
-    @field_validator("sizes", "ablations", "train", "eval", "launcher", mode="before")
+    @field_validator("sizes", "ablations", "train", "eval", "launcher", "executor", mode="before")
     @classmethod
     def _null_is_default(cls, value, info):
         if value is not None:
@@ -120,7 +168,7 @@ class Experiment(Options):
 
     @model_validator(mode="after")
     def _launcher_and_jobs(self):
-        if self.jobs > 1 and self.launcher.kind == "accelerate":
+        if self.jobs > 1 and self.launcher.kind == "accelerate" and self.executor.kind == "local":
             raise ValueError("jobs > 1 runs one stage per process; with launcher 'accelerate' use jobs: 1")
         return self
 
@@ -146,6 +194,7 @@ def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[st
     """Read and validate the whole config before any stage runs; errors name the file and key."""
     source = str(path)
     raw = read_yaml(path)
+    _spell_out_executor(raw)
     if quick:
         if not raw.get("quick"):
             raise InputError(source, "--quick needs a 'quick' section of overrides", field="quick")
@@ -154,10 +203,29 @@ def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[st
         for dotted, value in raw["quick"].items():
             set_dotted(raw, str(dotted), value)
     for item in overrides:
+        _spell_out_executor(raw)
         set_dotted(raw, *parse_override(item))
     exp = Experiment.parse(raw, source=source)
+    _check_allocation(exp, source)
     if not exp.name:
         exp.name = Path(source).stem
     if not exp.out:
         exp.out = f"runs/{exp.name}"
     return exp
+
+
+def _spell_out_executor(raw: dict) -> None:
+    """`executor: slurm` -> {kind: slurm}, so that an override of `executor.x` finds a section."""
+    if isinstance(raw.get("executor"), str):
+        raw["executor"] = {"kind": raw["executor"]}
+
+
+def _check_allocation(exp: Experiment, source: str) -> None:
+    """A training stage spread over several GPUs or nodes runs under `accelerate launch`."""
+    ex = exp.executor
+    if ex.kind != "slurm" or exp.launcher.kind == "accelerate":
+        return
+    for key, value in (("nodes", ex.nodes), ("gpus_per_node", ex.gpus_per_node)):
+        if value > 1:
+            raise InputError(source, f"a training stage on {value} {key.split('_')[0]} needs launcher.kind: "
+                             "accelerate (with its config_file)", field=f"executor.{key}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from langshift.experiment.config import Experiment, ModelEntry
+from langshift.experiment.rendezvous import machine_args
 from langshift.files import stable_hash, write_json
 from langshift.train.objectives import METHODS, PIPELINES
 
@@ -228,7 +230,9 @@ def _launch_accelerate(launcher: dict, cfg, out: Path) -> None:
         cmd += ["--config_file", str(launcher["config_file"])]
     if launcher.get("num_processes"):
         cmd += ["--num_processes", str(launcher["num_processes"])]
-    cmd += [*map(str, launcher.get("args", [])), "-m", "langshift.cli", "train", "--config", str(cfg_path)]
+    cmd += map(str, launcher.get("args", []))
+    cmd += machine_args(os.environ, given=cmd)  # several nodes: each one's rank and the rendezvous (SLURM)
+    cmd += ["-m", "langshift.cli", "train", "--config", str(cfg_path)]
     subprocess.run(cmd, check=True)
 
 
