@@ -192,7 +192,7 @@ def alpaca(given: dict):
 def run_suite(given: dict, config: Path = typer.Option(None, help="YAML/JSON with EvalConfig fields; flags override it.")):
     """The whole suite for one model and language: results.json, report.md, results.png."""
     from langshift.eval.suite import evaluate
-    from langshift.experiment.config import read_yaml
+    from langshift.options import read_yaml
 
     values = read_yaml(config) if config else {}
     judge = {**(values.get("judge") or {}), **given.pop("judge", {})}

@@ -12,13 +12,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import AfterValidator, Field, PositiveInt, field_validator, model_validator
 
 from langshift.eval.config import EvalSettings
 from langshift.files import InputError
 from langshift.languages import canonical_code
-from langshift.options import Options, parse_override, set_dotted
+from langshift.options import Options, parse_override, read_yaml, set_dotted
 from langshift.train.config import MethodName, TrainConfig
 from langshift.train.params import MODES
 
@@ -171,23 +170,6 @@ class Experiment(Options):
         if self.jobs > 1 and self.launcher.kind == "accelerate" and self.executor.kind == "local":
             raise ValueError("jobs > 1 runs one stage per process; with launcher 'accelerate' use jobs: 1")
         return self
-
-
-def read_yaml(path: str | Path) -> dict:
-    source = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputError(source, "config file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(source, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(source, f"invalid YAML: {getattr(e, 'problem', None) or e}",
-                         line=mark.line + 1 if mark else None) from None
-    if not isinstance(raw, dict):
-        raise InputError(source, "expected a mapping at the top level")
-    return raw
 
 
 def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[str] = ()) -> Experiment:

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import AfterValidator, Field, model_validator
 
 from langshift.files import InputError
 from langshift.languages import canonical_code
-from langshift.options import Options
+from langshift.options import Options, read_yaml
 from langshift.train.objectives import PIPELINES
 from langshift.train.params import MODES
 
@@ -78,16 +77,7 @@ class TrainConfig(Options):
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
         """A YAML file of training options (bare, or under `train:`), with `overrides` on top."""
-        try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise InputError(path, "config file not found") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise InputError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
-                             line=mark.line + 1 if mark else None) from None
-        if not isinstance(values, dict):
-            raise InputError(path, "expected a mapping of training options")
+        values = read_yaml(path)
         values = values.get("train", values)
         return cls.from_dict({**values, **(overrides or {})}, source=str(path))
 
