@@ -8,7 +8,7 @@ A `Stage` is plain data: `spec` holds everything its runner needs (JSON), so any
 machine or another, runs it from its directory alone (`run_stage_dir`).
 
     runs/<name>/data/<lang>-<key>/                              records.jsonl, dataset/, data_card.md
-    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>-<key>/   model, metrics.jsonl
+    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>[-sequence]-<key>/   model, metrics.jsonl
     runs/<name>/eval/<model>-<lang>-<method>-<size>-...-<key>/   results.json, responses, report.md
 """
 
@@ -60,11 +60,18 @@ def _data_stage(exp: Experiment, lang: str) -> Stage:
 
 
 def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
-                 size: int | None, trainable: str, nll: str) -> Stage:
+                 size: int | None, trainable: str, nll: str, nll_reduction: str = "token") -> Stage:
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
                "lang": lang, "limit": size, "trainable": trainable, "nll": nll,
                "seed": exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed}
-    label = "-".join(str(p) for p in (model.name, lang, method.replace("+", "_"), size or "all", trainable, nll))
+    # The default reduction stays out of the hashed inputs and the label, so runs planned before the
+    # option existed keep their stage directories (and their finished work).
+    options.pop("nll_reduction", None)
+    parts = [model.name, lang, method.replace("+", "_"), size or "all", trainable, nll]
+    if nll_reduction != "token":
+        options["nll_reduction"] = nll_reduction
+        parts.append(nll_reduction)
+    label = "-".join(str(p) for p in parts)
     spec = {"train": options, "data_dir": str(data.directory(root)), "launcher": exp.launcher.model_dump()}
     sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
     return Stage("train", label, {"train": options, "data": stable_hash(data.inputs)}, spec, needs=[data],
@@ -100,16 +107,21 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
         stages.append(data)
         for model in exp.models:
             base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
-                          "nll": None}
+                          "nll": None, "nll_reduction": None}
             stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
                                       {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts))
             trained = []
-            for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes, exp.ablations.trainable,
-                                                                  exp.ablations.nll):
+            reductions = exp.ablations.nll_reduction or [exp.train.nll_reduction]
+            for method, size, trainable, nll, reduction in itertools.product(
+                    exp.methods, exp.sizes, exp.ablations.trainable, exp.ablations.nll, reductions):
                 if nll != "target" and method != "clo":
                     continue  # the NLL ablation is CLO's (Table 5)
-                facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll}
-                trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll), facts))
+                if reduction != "token" and not has_nll(method):
+                    continue  # DPO's loss has no NLL term: a reduction would train the same model twice
+                facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll,
+                         "nll_reduction": reduction}
+                trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, reduction),
+                                facts))
             stages += [t for t, _ in trained]
             baseline = _baseline(exp, trained)
             baseline_eval = None
@@ -124,6 +136,11 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
     return stages
 
 
+def has_nll(method: str) -> bool:
+    """Whether a method's (or pipeline's) training loss has an NLL term: every one but plain DPO."""
+    return any(METHODS[m].has_nll for m in PIPELINES[method])
+
+
 def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | None:
     """The pairwise judge compares against SFT at the largest size (paper §4.2 and Figure 3)."""
     from langshift.eval.tasks import TASKS
@@ -131,6 +148,8 @@ def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | Non
     if not exp.eval.judge or not any(TASKS[t].needs_judge for t in exp.eval.tasks):
         return None
     candidates = [(t, f) for t, f in trained if f["method"] == exp.eval.baseline and f["trainable"] == "attention"]
+    # under an NLL-reduction ablation, the judge's baseline is the train section's reduction when there is one
+    candidates = [tf for tf in candidates if tf[1]["nll_reduction"] == exp.train.nll_reduction] or candidates
     return max(candidates, key=lambda tf: tf[1]["size"] or 10**9)[0] if candidates else None
 
 

@@ -148,12 +148,14 @@ class Method:
     Units of one record are shuffled independently (DPO's "standard DPO on cross-lingual data", SFT's
     mixed-language pairs); CLO's single unit keeps a record's four sequences in the same batch.
     `pairwise`: the objective compares a chosen and a rejected response (through `Hyper.pref_loss`).
+    `has_nll`: the loss has an NLL term (which `Hyper.nll_reduction` reduces).
     """
 
     name: str
     unit_roles: tuple[tuple[str, ...], ...]
     objective: Callable[[Tensor, Tensor | None, Tensor, list[str], Hyper], tuple[Tensor, dict]]
     pairwise: bool
+    has_nll: bool
 
     @property
     def units_per_record(self) -> int:
@@ -170,11 +172,13 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), clo_objective, pairwise=True),
-    Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), dpo_objective, pairwise=True),
-    Method("sft", (("en_chosen",), ("tgt_chosen",)), sft_objective, pairwise=False),
-    Method("sft-eng", (("en_chosen",),), sft_objective, pairwise=False),
-    Method("sft-tgt", (("tgt_chosen",),), sft_objective, pairwise=False),
+    Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), clo_objective, pairwise=True,
+           has_nll=True),
+    Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), dpo_objective, pairwise=True,
+           has_nll=False),
+    Method("sft", (("en_chosen",), ("tgt_chosen",)), sft_objective, pairwise=False, has_nll=True),
+    Method("sft-eng", (("en_chosen",),), sft_objective, pairwise=False, has_nll=True),
+    Method("sft-tgt", (("tgt_chosen",),), sft_objective, pairwise=False, has_nll=True),
 )}
 # Two-stage: SFT on the chosen responses of both languages, then DPO with the SFT model as policy and
 # reference (Hong et al. 2024 protocol, paper §4.1).
