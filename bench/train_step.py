@@ -291,7 +291,8 @@ def run_ours(plan: dict) -> dict:
     meter.start()
     model = bench_model(plan, spec)
     encoder = Encoder(tok, models.chat_format(tok), plan["max_length"])
-    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite")  # empty: the pass is timed
+    needs_ref = method.needs_ref(pref_loss)  # as the recipe: a reference-free loss opens no cache
+    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite") if needs_ref else None  # empty: timed
 
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -302,7 +303,7 @@ def run_ours(plan: dict) -> dict:
         return reference_logps(model, seqs, cache, model_key=model_key, pad_id=tok.pad_token_id, progress=False)
 
     units = build_units(records, encoder, method)
-    if method.needs_ref(pref_loss):  # what the recipe does: a reference-free loss skips the pass
+    if needs_ref:  # what the recipe does: a reference-free loss skips the pass
         attach_reference(units, ref_fn)
     sync(device)
     t_ref = time.perf_counter() - t0
