@@ -64,6 +64,27 @@ def test_stage_keys_follow_their_inputs(tmp_path):
     assert changed == {k for k in base if k.startswith("train:") or (k.startswith("eval:") and "base" not in k)}
 
 
+def test_nll_reduction_ablation_runs_sft_and_clo_both_ways_but_not_dpo(tmp_path):
+    """`ablations.nll_reduction` varies every method with an NLL (SFT too, so the comparison is like for
+    like); DPO has none. The per-token stages keep the directories they had before the option existed."""
+    before = _dirs(load_experiment(_config(tmp_path, methods=["sft", "clo", "dpo"], out=str(tmp_path / "run"))))
+    exp = load_experiment(_config(tmp_path, methods=["sft", "clo", "dpo"], out=str(tmp_path / "run"),
+                                  **{"ablations.nll_reduction": ["token", "sequence"]}))
+    stages = plan(exp, Path(exp.out))
+    after = _dirs(exp)
+    assert all(after[k] == before[k] for k in before)  # the default reduction changes no stage key
+    added = sorted(k for k in after if k not in before)
+    assert added == sorted(f"{kind}:smollm2-135m-sw-{m}-{n}-attention-target-sequence"
+                           for kind in ("train", "eval") for m in ("sft", "clo") for n in (24, 48))
+    seq = [s for s in stages if s.kind == "train" and s.label.endswith("-sequence")]
+    assert {s.spec["train"]["nll_reduction"] for s in seq} == {"sequence"}
+    facts = {(s.facts["method"], s.facts["nll_reduction"]) for s in stages if s.kind == "eval"}
+    assert ("dpo", "sequence") not in facts and {("sft", "sequence"), ("clo", "token"), ("base", None)} <= facts
+    with pytest.raises(InputError) as e:
+        load_experiment(_config(tmp_path, **{"ablations.nll_reduction": ["mean"]}))
+    assert e.value.field == "ablations.nll_reduction[0]"
+
+
 @pytest.mark.slow
 def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monkeypatch):
     monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))

@@ -18,7 +18,7 @@ from langshift.eval.config import EvalSettings
 from langshift.files import InputError
 from langshift.languages import canonical_code
 from langshift.options import Options, parse_override, read_yaml, set_dotted
-from langshift.train.config import MethodName, TrainConfig
+from langshift.train.config import MethodName, NllReduction, TrainConfig
 from langshift.train.params import MODES
 
 LangCode = Annotated[str, AfterValidator(canonical_code)]
@@ -67,6 +67,9 @@ class DataSpec(Options):
 class Ablations(Options):
     trainable: list[Literal[MODES]] = Field(["attention"], min_length=1, description="Trainable sets (Table 4).")  # type: ignore[valid-type]
     nll: list[Literal["target", "both"]] = Field(["target"], min_length=1, description="CLO's NLL (Table 5).")
+    nll_reduction: list[NllReduction] | None = Field(
+        None, min_length=1, description="NLL reductions (token | sequence) for every method with an NLL, SFT "
+        "included (default: the train section's nll_reduction).")
 
 
 class Launcher(Options):

@@ -98,7 +98,7 @@ def verdict(c: dict, a: str, b: str, what: str) -> str:
 
 # Contrasts within one run, all else equal: every trained method against the baseline method (added in
 # `run_comparisons`), and the paper's two ablations (Tables 4-5) as A − B.
-ABLATIONS = (("trainable", "attention", "full"), ("nll", "target", "both"))
+ABLATIONS = (("trainable", "attention", "full"), ("nll", "target", "both"), ("nll_reduction", "token", "sequence"))
 
 
 def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, resamples: int = RESAMPLES) -> list[dict]:

@@ -2,7 +2,8 @@
 
 Every cell is `value ± stderr` in percent (rows hold fractions); a number that was not measured is '–'.
 Tables 1-3 compare one configuration per method (the paper's: attention-only, NLL on the target only,
-at the largest data size; see `rows.main_rows`); Tables 4-5 are the ablations over those choices.
+at the largest data size; see `rows.main_rows`); Tables 4-5 are the ablations over those choices, and
+the NLL-reduction table (per token vs the paper's Eq. 9 per-sequence sum) one beyond the paper.
 Δ columns are differences in percentage points: Table 1 CLO − other method, Table 4 attention − full.
 """
 
@@ -249,11 +250,11 @@ def _ablation_groups(rows: list[dict], axis: str, a: str, b: str) -> list[tuple[
     """Groups of headline-metric rows equal in everything but `axis`, at the largest size where both
     `axis = a` and `axis = b` were measured: [(group key, size, rows at that size)]."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    others = [k for k in ("trainable", "nll") if k != axis]
+    others = [k for k in ("trainable", "nll", "nll_reduction") if k != axis]
     for r in rows:
-        if r["metric"] == TASKS[r["task"]].headline.name and r[axis] in (a, b):
+        if r["metric"] == TASKS[r["task"]].headline.name and r.get(axis) in (a, b):
             groups[
-                (r["model"], r["lang"], r["method"], r["task"], r.get("baseline"), *(r[k] for k in others))
+                (r["model"], r["lang"], r["method"], r["task"], r.get("baseline"), *(r.get(k) for k in others))
             ].append(r)
     out = []
     for k, g in groups.items():
@@ -329,6 +330,23 @@ def table5_nll(rows: list[dict]) -> str | None:
     return md_table(header, body) + "\n\n% ± standard error."
 
 
+def nll_reduction_table(rows: list[dict]) -> str | None:
+    """Beyond the paper: the NLL averaged per token (our default, TRL's) vs summed per sequence and
+    averaged over sequences (the paper's Eq. 9 literally), for every method trained both ways."""
+    groups = _ablation_groups(rows, "nll_reduction", "token", "sequence")
+    if not groups:
+        return None
+    body = []
+    for (model, lang, method, task, baseline, *_), size, g in groups:
+        for reduction, label in (("token", "per token"), ("sequence", "per sequence (Eq. 9)")):
+            body.append(
+                [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size), label]
+                + [_cell(g, nll_reduction=reduction, eval_lang=ev) for ev in EVAL_LANGS]
+            )
+    header = ["Model", "Language", "Method", "Metric", "Data size", "NLL reduction", "Target", "English"]
+    return md_table(header, body) + "\n\n% ± standard error."
+
+
 def _per_config_table(rows: list[dict], columns: list[tuple[str, str, str]], note: str) -> str | None:
     """One line per trained configuration (model, language, method, size, variant); `columns` are
     (header suffix, task, metric), each shown in the target language and in English."""
@@ -384,6 +402,7 @@ def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[s
         ("Knowledge and reasoning: MMMLU (Table 3 shape)", table3_mmmlu(rows)),
         ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows, comparisons)),
         ("Ablation: NLL on the target only vs both languages (Table 5 shape)", table5_nll(rows)),
+        ("Ablation: NLL per token vs per sequence (beyond the paper)", nll_reduction_table(rows)),
         ("Language fidelity (beyond the paper)", fidelity_table(rows)),
         ("Held-out pairs, no judge (beyond the paper)", heldout_table(rows)),
     ]
@@ -394,7 +413,8 @@ def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[s
 
 
 def _contrast_label(c: dict) -> str:
-    label = {**METHOD_LABEL, "attention": "attention", "full": "full", "target": "NLL target", "both": "NLL both"}
+    label = {**METHOD_LABEL, "attention": "attention", "full": "full", "target": "NLL target", "both": "NLL both",
+             "token": "NLL per token", "sequence": "NLL per sequence"}
     return f"{label.get(c['a'], c['a'])} − {label.get(c['b'], c['b'])}"
 
 
@@ -402,6 +422,8 @@ def _setting(c: dict) -> str:
     parts = [] if c["axis"] == "trainable" else [c["trainable"]]
     if c["axis"] != "nll" and c.get("nll") and c.get("method") == "clo":
         parts.append(f"NLL {c['nll']}")
+    if c["axis"] != "nll_reduction" and c.get("nll_reduction") not in (None, "token"):
+        parts.append(f"NLL per {c['nll_reduction']}")
     return ", ".join(p for p in parts if p)
 
 

@@ -14,10 +14,13 @@ from pydantic import AfterValidator, Field, model_validator
 from langshift.files import InputError
 from langshift.languages import canonical_code
 from langshift.options import Options, read_yaml
-from langshift.train.objectives import PIPELINES
+from langshift.train.objectives import NLL_REDUCTIONS, PIPELINES
 from langshift.train.params import MODES
+from langshift.train.preference import PREF_LOSSES
 
 MethodName = Literal[tuple(PIPELINES)]  # type: ignore[valid-type]
+PrefLossName = Literal[tuple(PREF_LOSSES)]  # type: ignore[valid-type]
+NllReduction = Literal[tuple(NLL_REDUCTIONS)]  # type: ignore[valid-type]
 LangCode = Annotated[str, AfterValidator(canonical_code)]
 
 
@@ -31,8 +34,13 @@ class TrainConfig(Options):
     # objective (paper: lambda 0.5, beta 0.1, NLL on the target language only)
     lam: float = Field(0.5, ge=0, le=1, alias="lambda", description="Weight of the NLL term (paper: 0.5).",
                        json_schema_extra={"flag": "--lambda"})
-    beta: float = Field(0.1, gt=0, description="DPO/CLO temperature (paper: 0.1).")
+    beta: float = Field(0.1, gt=0, description="Temperature of the pairwise loss (paper: 0.1); ORPO's lambda, SimPO's beta.")
     nll: Literal["target", "both"] = Field("target", description="NLL on the 'target' language only (paper) or 'both'.")
+    nll_reduction: NllReduction = Field("token", description="NLL averaged per 'token' (TRL's CPO/ORPO) or, the paper's Eq. 9 literally, "
+                                        "a mean over 'sequence's of summed NLL; every method's NLL, SFT's too.")
+    pref_loss: PrefLossName = Field("sigmoid", description="Pairwise loss of CLO's two sides and of DPO: sigmoid (DPO, the paper), ipo, "
+                                    "simpo, orpo (simpo and orpo need no reference pass).")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma (--pref-loss simpo; TRL's default 0.5).")
     trainable: Literal[MODES] = Field("attention", description="Which parameters train (paper: attention).")  # type: ignore[valid-type]
     lora_r: int = Field(16, ge=1, description="LoRA rank (--trainable lora).")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (--trainable lora).")
