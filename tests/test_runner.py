@@ -140,12 +140,18 @@ def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, mo
 
 
 def test_a_failed_child_stage_names_itself_and_shows_its_log(tmp_path, monkeypatch):
-    exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path}", "jobs=2",
-                                                       "models=[{name: missing, model: /nonexistent/model}]"])
+    with pytest.raises(InputError, match=r"field 'models\[0\]\.model': local model path /nonexistent/model does not"):
+        load_experiment(DEMO, overrides=["models=[{name: missing, model: /nonexistent/model}]"])  # said up front
+    broken = tmp_path / "broken-model"  # passes the config check, fails in the stage that loads it
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path / 'run'}", "jobs=2",
+                                                       f"models=[{{name: broken, model: {broken}}}]"])
     with pytest.raises(RuntimeError, match=r"stage (train|eval) .*failed; the end of .*\.log") as e:
         run_experiment(exp, progress=False)
-    assert "nonexistent" in str(e.value)
-    assert not list(tmp_path.glob("eval/*/stage.json")) and not list(tmp_path.glob("train/*/stage.json"))
+    assert "broken-model" in str(e.value)
+    assert not list(tmp_path.glob("run/eval/*/stage.json")) and not list(tmp_path.glob("run/train/*/stage.json"))
 
 
 def test_parent_view_reads_a_childs_progress_channel(tmp_path, monkeypatch):

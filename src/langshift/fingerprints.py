@@ -15,8 +15,7 @@ import hashlib
 from pathlib import Path
 
 from langshift.files import stable_hash
-
-EMBEDDED_NAMES = ("smollm2", "embedded", "default")
+from langshift.model_ref import EMBEDDED as EMBEDDED_NAMES
 
 
 def weights_fingerprint(model) -> str:
