@@ -90,8 +90,18 @@ def _report(error: BaseException) -> None:
     if found is None or os.environ.get("LANGSHIFT_TRACEBACK"):
         raise error
     message, code = found
+    _close_progress_bars()
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code) from None
+
+
+def _close_progress_bars() -> None:
+    """A bar the failure left open would share its line with the error: close it, so the error line
+    starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 class ErrorBoundary(TyperGroup):
