@@ -3,12 +3,14 @@ and the single-benchmark commands all read these fields."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from langshift.eval.tasks import TASKS
 from langshift.languages import canonical_code
+from langshift.model_ref import ModelRef, looks_local
 from langshift.options import Options
 
 TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
@@ -60,11 +62,21 @@ class EvalSettings(Options):
     def _comma_separated(cls, value):
         return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
 
+    @field_validator("prompts", "heldout", "belebele", "mmmlu")
+    @classmethod
+    def _local_file_exists(cls, value):
+        """A local data file that is not there is said now, not after the model has loaded (a hub id, or a
+        name like 'demo' or 'alpaca_eval', is left to the loader)."""
+        if value and (looks_local(value) or value.endswith((".jsonl", ".json", ".gz"))) \
+                and not Path(value).expanduser().exists():
+            raise ValueError(f"file not found: {value}")
+        return value
+
 
 class EvalConfig(EvalSettings):
     """One model, one target language (and English)."""
 
-    model: str = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
+    model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
     lang: LangCode = Field(description="Target language.")
     out: str = Field(description="Output directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside --model (a hub repo or directory).")

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, PositiveInt, field_validator, model_
 from langshift.eval.config import EvalSettings
 from langshift.files import InputError
 from langshift.languages import canonical_code
+from langshift.model_ref import ModelRef
 from langshift.options import Options, parse_override, read_yaml, set_dotted
 from langshift.train.config import MethodName, NllReduction, TrainConfig
 from langshift.train.params import MODES
@@ -26,7 +27,7 @@ LangCode = Annotated[str, AfterValidator(canonical_code)]
 
 class ModelEntry(Options):
     name: str = Field(description="Short name used in stage labels and reports.")
-    model: str = Field(description="Hub id, local dir, .gguf file, or 'smollm2'.")
+    model: ModelRef = Field(description="Hub id, local dir, .gguf file, or 'smollm2'.")
     gguf_file: str | None = Field(None, description="GGUF file inside `model`.")
 
     @model_validator(mode="before")
@@ -51,6 +52,20 @@ class DataSpec(Options):
     filters: dict = Field(default_factory=dict, description="Options of the translation filters (data/filters.py "
                           "FilterConfig), e.g. {checks: [empty, untranslated], max_ratio: 4}.")
 
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        """The English source is checked with the rest of the config: a missing file stops the run before
+        its first stage, not when the data stage reaches it."""
+        kind, _, arg = value.partition(":")
+        if value != "demo" and kind not in ("oasst1", "jsonl", "hf"):
+            raise ValueError("unknown source; use demo, oasst1, oasst1:PATH, jsonl:PATH or hf:NAME")
+        if kind in ("jsonl", "hf") and not arg:
+            raise ValueError(f"expected {kind}:{'PATH' if kind == 'jsonl' else 'NAME'}")
+        if kind in ("oasst1", "jsonl") and arg and not Path(arg).expanduser().exists():
+            raise ValueError(f"file not found: {arg}")
+        return value
 
     @field_validator("filters")
     @classmethod
@@ -187,10 +202,19 @@ def load_experiment(path: str | Path, *, quick: bool = False, overrides: list[st
             raise InputError(source, "expected a mapping of overrides", field="quick")
         for dotted, value in raw["quick"].items():
             set_dotted(raw, str(dotted), value)
+    given = {}  # dotted key -> the --set that gave it, to name it when its value is what is wrong
     for item in overrides:
         _spell_out_executor(raw)
-        set_dotted(raw, *parse_override(item))
-    exp = Experiment.parse(raw, source=source)
+        dotted, value = parse_override(item)
+        set_dotted(raw, dotted, value)
+        given[dotted] = item
+    try:
+        exp = Experiment.parse(raw, source=source)
+    except InputError as e:
+        at = [k for k in given if e.field and (e.field == k or e.field.startswith((k + ".", k + "[")))]
+        if not at:
+            raise
+        raise InputError(f"{source} (--set {given[max(at, key=len)]})", e.message, field=e.field) from None
     _check_allocation(exp, source)
     if not exp.name:
         exp.name = Path(source).stem

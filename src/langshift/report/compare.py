@@ -13,12 +13,11 @@ Several (replicate seeds): `stats.paired_difference_seeds` (seeds and items resa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from langshift.eval.stats import NoPairedItems, item_values, paired_difference, paired_difference_seeds
 from langshift.eval.tasks import TASKS
-from langshift.files import InputError, iter_jsonl
+from langshift.files import InputError, iter_jsonl, read_json
 
 RESAMPLES = 10_000
 
@@ -27,7 +26,7 @@ def _results(eval_dir: Path) -> dict:
     path = Path(eval_dir) / "results.json"
     if not path.is_file():
         raise InputError(path, "no results.json here (is this an evaluation directory?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)
 
 
 def item_scores(eval_dir: Path, task: str, metric: str, lang: str) -> dict:

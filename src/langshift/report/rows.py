@@ -17,14 +17,13 @@ runs are merged; two rows that measure the same thing must agree, otherwise the 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from langshift.eval.tasks import TASKS
-from langshift.files import InputError
+from langshift.files import InputError, read_json
 from langshift.languages import TARGET_LANGUAGES, UnknownLanguageError, get_language
 
 METHODS = ("base", "sft-eng", "sft-tgt", "sft", "dpo", "sft+dpo", "clo")  # display order
@@ -117,10 +116,7 @@ def read_run(path: str | Path) -> tuple[str, list[dict]]:
     file = path / "results.json" if path.is_dir() else path
     if not file.exists():
         raise InputError(file, "no results.json here (is this a run directory?)")
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(file, f"invalid JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
+    doc = read_json(file)
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise InputError(
             file, 'expected {"experiment": ..., "rows": [...]} as written by `langshift run`', field="rows"
@@ -183,7 +179,7 @@ def read_comparisons(path: str | Path) -> list[dict]:
     """The paired comparisons a run's results.json holds (none in older runs)."""
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
-    doc = json.loads(file.read_text(encoding="utf-8"))
+    doc = read_json(file)
     comparisons = doc.get("comparisons", [])
     if not isinstance(comparisons, list) or not all(isinstance(c, dict) for c in comparisons):
         raise InputError(file, "expected a list of objects", field="comparisons")

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from langshift.files import InputError
 from langshift.languages import canonical_code
+from langshift.model_ref import ModelRef
 from langshift.options import Options, read_yaml
 from langshift.train.objectives import NLL_REDUCTIONS, PIPELINES
 from langshift.train.params import MODES
@@ -26,7 +27,7 @@ LangCode = Annotated[str, AfterValidator(canonical_code)]
 
 class TrainConfig(Options):
     method: MethodName = Field("clo", description="Training method")
-    model: str = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
+    model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
     data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name.")
     lang: LangCode | None = Field(None, description="Target language (sw, swh, sw-KE, ...); checked against the records.")
     out: str = Field("runs/train", description="Output directory.")
@@ -70,11 +71,12 @@ class TrainConfig(Options):
     trust_remote_code: bool = Field(False, description="Allow the model repo's own code (off unless asked).")
     progress: bool = Field(True, description="Show progress bars.", json_schema_extra={"cli": False})
 
-    @model_validator(mode="after")
-    def _steps(self):
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be -1 (from epochs) or >= 1, got {self.max_steps}")
-        return self
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:  # 0 would still train one step (transformers reads it as unset)
+            raise ValueError("must be -1 (from epochs) or >= 1")
+        return value
 
     def check_runnable(self) -> TrainConfig:
         """What a training run needs beyond valid values."""
