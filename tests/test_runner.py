@@ -147,10 +147,13 @@ def test_shipped_configs_validate(path):
 def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, monkeypatch):
     monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))
     overrides = [f"out={tmp_path / 'run'}", f"models=[{{name: tiny, model: {tiny_llama}}}]", "eval.limit=2",
-                 "eval.tasks=[fidelity, belebele]", "train.cache_dir=" + str(tmp_path / "cache"), "jobs=2"]
+                 "eval.tasks=[fidelity, belebele]", "train.cache_dir=" + str(tmp_path / "cache"), "jobs=2",
+                 f"stages={tmp_path / 'shared' / 'stages'}"]  # stage outputs apart from the report, not yet there
     exp = load_experiment(DEMO, quick=True, overrides=overrides)
     assert exp.jobs == 2
-    root = run_experiment(exp, progress=False)
+    out = run_experiment(exp, progress=False)
+    assert out == tmp_path / "run" and (out / "report.md").is_file()
+    root = tmp_path / "shared" / "stages"
     stages = {s.directory(root): s for s in plan(exp, root)}
     info = {d: json.loads((d / "stage.json").read_text()) for d in stages}
     logs = sorted(p.name for p in (root / "logs").glob("*.log"))
@@ -159,7 +162,7 @@ def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, mo
         started = info[d]["finished"] - info[d]["seconds"]
         for need in stage.needs:  # a stage starts only after the stages it reads have finished
             assert info[need.directory(root)]["finished"] <= started + 0.5
-    rows = json.loads((root / "results.json").read_text())["rows"]
+    rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"base", "sft", "clo"}
 
 

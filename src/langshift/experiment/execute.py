@@ -26,6 +26,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> Path:
     out = Path(exp.out)
     out.mkdir(parents=True, exist_ok=True)
     root = stage_root(exp)  # where stage directories live (shared between runs with `stages:`)
+    root.mkdir(parents=True, exist_ok=True)
     stages = plan(exp, root)
     write_json(out / "experiment.json", {"experiment": exp.model_dump(mode="json"), "stages": [
         {"kind": s.kind, "label": s.label, "dir": str(s.directory(root)), "done": is_done(s.directory(root))}

@@ -77,7 +77,7 @@ def run_parallel(todo: list[Stage], root: Path, jobs: int, bar: tqdm) -> None:
 
     gpus = torch.cuda.device_count()
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    (root / "logs").mkdir(exist_ok=True)
+    (root / "logs").mkdir(parents=True, exist_ok=True)
     pending, running, failed = list(todo), {}, []  # failed: (what, log)
     free_slots, shown = list(range(jobs)), ""
     while pending or running:
