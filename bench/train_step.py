@@ -312,7 +312,7 @@ def run_ours(plan: dict) -> dict:
         from langshift.train.recipe import pick_micro_batch
 
         per_record = sum(u.length for u in units) / len(records)
-        micro = pick_micro_batch(BATCH, per_record, TrainConfig.micro_batch_tokens)
+        micro = pick_micro_batch(BATCH, per_record, TrainConfig.model_fields["micro_batch_tokens"].default)
     model = select_trainable(model, "attention")
     args = _training_args(
         method.name,

@@ -118,15 +118,17 @@ def test_killed_parent_rerun_reattaches_no_stage_twice_none_lost(tmp_path, tiny_
 @pytest.mark.slow
 def test_a_failed_job_stops_the_run_naming_the_stage_with_its_log(tmp_path, cluster):
     cluster("local")
+    empty = tmp_path / "empty-model"  # exists (so the config check passes) but holds no model: the job fails
+    empty.mkdir()
     exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path}", "executor=slurm", "methods=[clo]",
-                                                       "models=[{name: missing, model: /nonexistent/model}]"])
+                                                       f"models=[{{name: missing, model: {empty}}}]"])
     with pytest.raises(StageFailed, match=r"stage (eval|train) missing-sw-\S+ failed \(job \d+\); the end of "
                                           r"\S+/stage\.log:\n") as e:
         run_experiment(exp, progress=False)
     log = Path(re.search(r"the end of (\S+):\n", str(e.value)).group(1))
     assert log.parent.parent == tmp_path / "logs"
     last = log.read_text().strip().splitlines()[-1]  # the exception, written into the stage's log
-    assert "/nonexistent/model" in last and last in str(e.value)
+    assert "empty-model" in last and last in str(e.value)
     assert not list(tmp_path.glob("eval/*/stage.json")) and not list(tmp_path.glob("train/*/stage.json"))
 
 
