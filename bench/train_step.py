@@ -3,6 +3,7 @@
     python bench/train_step.py                      # SmolLM2-135M (embedded), 32 sw records, 2 steps each
     python bench/train_step.py --model DIR --records 16 --steps 2 --contenders clo,trl-dpo
     python bench/train_step.py --contenders clo,clo-mb2,clo-gc,trl-dpo,trl-dpo-nogc,sft
+    python bench/train_step.py --contenders clo,clo-simpo,clo-orpo,trl-dpo
 
 Same model, data, machine and run for every contender; each runs in its own fresh subprocess:
   clo      our engine, `--method clo`: 8 records (32 sequences) per optimizer step. Its time includes
@@ -15,6 +16,8 @@ Same model, data, machine and run for every contender; each runs in its own fres
   sft      our engine, `--method sft` (y_en|x_en and y_t|x_t units): 8 records = 16 sequences per step.
   clo-gc, clo-mb2, clo-gc-mb2, ...  variants of our step (optional): activation checkpointing of the
            decoder layers (`-gc`), N records per forward with gradient accumulation (`-mbN`).
+  clo-simpo, clo-orpo  CLO's cross-lingual term over SimPO's or ORPO's reference-free pair loss
+           (`--pref-loss`, optional): the same step without the reference pre-pass, which they skip.
 Wall time is the headline; process CPU time (all threads) is reported too, since it is less
 sensitive to other jobs on a shared machine. The sequences are token-identical across contenders (checked for TRL). Timed: trainer.train() for
 `--steps` optimizer steps (plus, for ours, the reference pre-pass); not timed: imports, model load,
@@ -244,6 +247,9 @@ def _training_args(
     )
 
 
+PREF_LOSS_VARIANTS = ("simpo", "orpo", "ipo")  # name parts that pick `--pref-loss` (default: sigmoid)
+
+
 def variant(name: str) -> tuple[str, int, bool]:
     """'clo-gc-mb2' -> (method "clo", 2 records per forward, activation checkpointing on)."""
     parts = name.split("-")
@@ -251,6 +257,11 @@ def variant(name: str) -> tuple[str, int, bool]:
     if BATCH % micro:
         raise SystemExit(f"{name}: micro-batch {micro} must divide the batch of {BATCH} records")
     return parts[0], micro, "gc" in parts
+
+
+def pref_loss_of(name: str) -> str:
+    """'clo-simpo' -> "simpo"; a name without a loss part -> "sigmoid" (the paper's)."""
+    return next((p for p in name.split("-") if p in PREF_LOSS_VARIANTS), "sigmoid")
 
 
 def run_ours(plan: dict) -> dict:
@@ -271,7 +282,7 @@ def run_ours(plan: dict) -> dict:
     )
 
     method_name, micro, checkpointing = variant(plan["contender"])
-    method = METHODS[method_name]
+    method, pref_loss = METHODS[method_name], pref_loss_of(plan["contender"])
     device = plan.get("device", "cpu")
     spec = models.resolve_model(plan.get("tokenizer") or plan["model"])
     tok = models.load_tokenizer(spec)
@@ -280,7 +291,8 @@ def run_ours(plan: dict) -> dict:
     meter.start()
     model = bench_model(plan, spec)
     encoder = Encoder(tok, models.chat_format(tok), plan["max_length"])
-    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite")  # empty: the pass is timed
+    needs_ref = method.needs_ref(pref_loss)  # as the recipe: a reference-free loss opens no cache
+    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite") if needs_ref else None  # empty: timed
 
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -291,7 +303,7 @@ def run_ours(plan: dict) -> dict:
         return reference_logps(model, seqs, cache, model_key=model_key, pad_id=tok.pad_token_id, progress=False)
 
     units = build_units(records, encoder, method)
-    if method.needs_ref:
+    if needs_ref:  # what the recipe does: a reference-free loss skips the pass
         attach_reference(units, ref_fn)
     sync(device)
     t_ref = time.perf_counter() - t0
@@ -300,7 +312,7 @@ def run_ours(plan: dict) -> dict:
         from langshift.train.recipe import pick_micro_batch
 
         per_record = sum(u.length for u in units) / len(records)
-        micro = pick_micro_batch(BATCH, per_record, TrainConfig.micro_batch_tokens)
+        micro = pick_micro_batch(BATCH, per_record, TrainConfig.model_fields["micro_batch_tokens"].default)
     model = select_trainable(model, "attention")
     args = _training_args(
         method.name,
@@ -321,7 +333,7 @@ def run_ours(plan: dict) -> dict:
         data_collator=UnitCollator(tok.pad_token_id),
         processing_class=tok,
         method=method,
-        hyper=Hyper(lam=0.5, beta=0.1, nll_on="target"),
+        hyper=Hyper(lam=0.5, beta=0.1, nll_on="target", pref_loss=pref_loss),
     )
     return {
         **_train_and_measure(trainer, model, meter, device, t_ref, c0),
@@ -470,6 +482,8 @@ WORKERS = {
     "sft": run_ours,
     "trl-dpo": run_trl,
     "trl-dpo-nogc": run_trl,
+    "clo-simpo": run_ours,
+    "clo-orpo": run_ours,
     "matmul": run_matmul,
 }
 
@@ -529,7 +543,8 @@ def main() -> None:
     ap.add_argument(
         "--contenders",
         default=",".join(CONTENDERS),
-        help=f"of {CONTENDERS + ('trl-dpo-nogc',)}, or clo/sft variants: -gc, -mbN (e.g. clo-gc-mb2)",
+        help=f"of {CONTENDERS + ('trl-dpo-nogc',)}, or clo/sft variants: -gc, -mbN (e.g. clo-gc-mb2), "
+        "-simpo, -orpo (CLO over a reference-free pair loss)",
     )
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
@@ -599,6 +614,7 @@ def main() -> None:
         "steps": a.steps,
         "threads": res["matmul"]["threads"],
         "clo_s_per_record": per_rec["clo"],
+        "clo_ref_s": clo["ref_s"],
         "clo_peak_delta_mb": clo["peak_delta_mb"],
         "matmul_peak_gflops": peak / 1e9,
         "clo_tokens": tokens,
@@ -610,7 +626,10 @@ def main() -> None:
     }
     for c in contenders:
         key = c.replace("-", "_")
-        if c.startswith("clo-"):  # a variant of our CLO step: its own ratios against TRL
+        if c.startswith("clo-"):  # a variant of our CLO step: its own ratios against CLO and TRL
+            summary[f"{key}_time_ratio_vs_clo"] = per_rec[c] / per_rec["clo"]
+            summary[f"{key}_mem_ratio_vs_clo"] = res[c]["peak_delta_mb"] / res["clo"]["peak_delta_mb"]
+            summary[f"{key}_ref_s"] = res[c]["ref_s"]
             for base in ("trl-dpo", "trl-dpo-nogc"):
                 if base in res:
                     b = base.replace("-", "_")

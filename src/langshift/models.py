@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
-EMBEDDED = ("smollm2", "embedded", "default")
+from langshift.model_ref import EMBEDDED
 
 # Used when a tokenizer has no chat template (base models, our tiny test tokenizers).
 PLAIN_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -147,6 +148,10 @@ def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_
 
             raise InputError(spec.path, "has no safetensors weights; opt in to pickle weights with "
                              "allow_pickle_weights: true (load_model(..., allow_pickle=True))") from None
+        except SafetensorError as e:  # a truncated or foreign file: a bad input, not a bug
+            from langshift.files import InputError
+
+            raise InputError(spec.path, f"unreadable safetensors weights ({e})") from None
     if device:
         model = model.to(device)
     model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id

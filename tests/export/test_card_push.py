@@ -132,7 +132,7 @@ def test_push_plans_the_upload_and_gets_as_far_as_the_hub(trained, monkeypatch):
 def test_push_cli_reports_the_failed_upload(trained, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = CliRunner().invoke(app, ["push", str(trained), "--repo", "someone/clo-sw"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "uploading" in result.output and "model.safetensors" in result.output
     assert "upload to someone/clo-sw failed" in result.output and "offline" in result.output
     bad = CliRunner().invoke(app, ["push", str(trained), "--repo", "no-owner"])

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from langshift.eval.stats import metric_value
-from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
+from langshift.files import InputError, iter_jsonl, read_json, stable_hash, write_jsonl
 from langshift.languages import get_language
 from langshift.llm_client import ChatClient, LLMError
 from langshift.progress import progress_bar
@@ -552,12 +552,7 @@ def _iter_rows(path: str | Path):
     """(line, row) from JSONL, or (index, row) from a JSON list (alpaca_eval's output format)."""
     path = Path(path)
     if path.suffix == ".json":
-        if not path.exists():
-            raise InputError(path, "file not found")
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(path, f"invalid JSON ({e.msg})", line=e.lineno) from None
+        rows = read_json(path)
         if not isinstance(rows, list):
             raise InputError(path, "expected a JSON list of objects")
         for i, row in enumerate(rows, start=1):
@@ -572,7 +567,7 @@ def load_outputs(path: str | Path) -> dict[str, dict]:
     """id -> {"prompt", "response"} from our responses JSONL ({"id","prompt","response"}) or alpaca_eval's
     JSON ({"instruction","output"}; id = hash of the instruction when absent). Of k sampled responses
     to one prompt ("sample" 0..k-1), the first is the one judged."""
-    out = {}
+    out, lines = {}, {}
     for line, row in _iter_rows(path):
         if row.get("sample", 0) != 0:
             continue
@@ -583,5 +578,7 @@ def load_outputs(path: str | Path) -> dict[str, dict]:
         if "id" not in row and not isinstance(prompt, str):
             raise InputError(path, "needs an 'id' or the prompt text", line=line, field="id")
         rid = str(row["id"]) if "id" in row else stable_hash(prompt)
-        out[rid] = {"prompt": prompt, "response": response}
+        if rid in out:  # which of two answers would be judged is not ours to guess
+            raise InputError(path, f"duplicate id {rid!r} (first at line {lines[rid]})", line=line, field="id")
+        out[rid], lines[rid] = {"prompt": prompt, "response": response}, line
     return out

@@ -131,12 +131,16 @@ def score_fidelity(
 
 def read_responses(path: str | Path) -> list[dict]:
     """`{"prompt","response"}` lines (an "id" is optional); bad lines raise file:line:field errors."""
-    rows = []
+    rows, seen = [], {}
     for line, row in iter_jsonl(path):
         for field in ("prompt", "response"):
             if not isinstance(row.get(field), str):
                 what = "missing" if field not in row else f"must be a string, got {type(row[field]).__name__}"
                 raise InputError(path, what, line=line, field=field)
+        key = (str(row.get("id", f"line-{line}")), row.get("sample", 0))  # k samples of a prompt share its id
+        if key in seen:
+            raise InputError(path, f"duplicate id {key[0]!r} (first at line {seen[key]})", line=line, field="id")
+        seen[key] = line
         rows.append(
             {"id": row.get("id", f"line-{line}"), "prompt": row["prompt"], "response": row["response"]}
         )

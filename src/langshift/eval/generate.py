@@ -11,7 +11,9 @@ batch is seeded with `hash(seed, ids in the batch)`, so the same prompts with th
 same responses on CPU. A batch's rows are appended to `out_path` (JSONL) as soon as it finishes; a
 rerun skips ids already there and tolerates the torn last line a killed run leaves. (A resumed run
 forms different batches for what is left, so its samples are as valid but not bitwise those of an
-uninterrupted run.)
+uninterrupted run.) Each row carries `settings`, a short hash of everything besides the prompt and the
+model that shaped it (`generation_key`); a rerun reuses only rows with its own key and generates the
+others again, so a run with corrected settings never keeps answers made with the wrong ones.
 
 `backend="vllm"` sends the same token ids to vLLM (`model` is then a model path or a `vllm.LLM`);
 it is the path for real models at scale and needs `pip install vllm` and a GPU.
@@ -19,15 +21,29 @@ it is the path for real models at scale and needs `pip install vllm` and a GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import torch
 
 from langshift.eval.decode import prefill, sample
-from langshift.files import InputError, append_jsonl, drop_torn_tail, iter_jsonl, stable_hash
+from langshift.files import InputError, append_jsonl, drop_torn_tail, iter_jsonl, stable_hash, write_jsonl
 from langshift.models import chat_format, needs_bos
 from langshift.progress import progress_bar
+
+log = logging.getLogger("langshift")
+
+
+def generation_key(*, max_new_tokens: int, temperature: float, top_p: float, seed: int, system: str | None,
+                   backend: str, samples: int = 1, retries: int = 0) -> str:
+    """What a response depends on besides its prompt and the model, as the 12-character `settings` of
+    its row (regenerations count only when an `accept` check asks for them; greedy decoding, temperature
+    0, depends on neither seed nor top-p)."""
+    seed, top_p = (None, None) if temperature == 0 else (int(seed), float(top_p))
+    return stable_hash({"max_new_tokens": max_new_tokens, "temperature": float(temperature), "top_p": top_p,
+                        "seed": seed, "system": system, "backend": backend, "samples": samples,
+                        "retries": retries}, length=12)
 
 
 def generate_responses(
@@ -56,13 +72,15 @@ def generate_responses(
     """
     out_path = Path(out_path)
     _check_prompts(prompts)
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
+    _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
+                    samples=samples, retries=retries)
     if (accept is not None or backend != "hf") and samples > 1:
         raise ValueError("samples > 1 runs on the 'hf' backend, without regenerations")
     if accept is not None and backend != "hf":
         raise ValueError("regenerations (accept=...) run on the 'hf' backend only")
-    done = _load_done(out_path, prompts)
+    key = generation_key(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                         system=system, backend=backend, samples=samples, retries=retries if accept else 0)
+    done = _load_done(out_path, prompts, key)
     todo = [p for p in prompts if any((p["id"], s) not in done for s in range(samples))]
     if todo:
         args = (
@@ -76,6 +94,7 @@ def generate_responses(
             seed,
             batch_size,
             system,
+            key,
         )
         if backend == "hf":
             done.update(_generate_hf(*args, accept=accept, retries=retries, samples=samples))
@@ -99,12 +118,31 @@ def _check_prompts(prompts: list[dict]) -> None:
         seen.add(p["id"])
 
 
-def _load_done(out_path: Path, prompts: list[dict]) -> dict:
-    """Rows already generated, by (id, sample). A torn last line is dropped from the file before we append."""
+def _check_settings(*, max_new_tokens, temperature, top_p, batch_size, samples, retries) -> None:
+    """Refuse settings that would write empty or meaningless responses, before anything is generated."""
+    checks = {"max_new_tokens": max_new_tokens >= 1, "temperature": temperature >= 0, "top_p": 0 < top_p <= 1,
+              "batch_size": batch_size >= 1, "samples": samples >= 1, "retries": retries >= 0}
+    wrong = [name for name, ok in checks.items() if not ok]
+    if wrong:
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                 "batch_size": batch_size, "samples": samples, "retries": retries}
+        raise ValueError("out of range: " + ", ".join(f"{n}={given[n]!r}" for n in wrong)
+                         + " (max_new_tokens, batch_size, samples >= 1; temperature >= 0; 0 < top_p <= 1)")
+
+
+def _load_done(out_path: Path, prompts: list[dict], key: str) -> dict:
+    """Rows already generated with these settings (`key`), by (id, sample). Rows made with other settings
+    are removed from the file, to be generated again; a torn last line is dropped before we append."""
     if not out_path.exists():
         return {}
     drop_torn_tail(out_path)
     rows = [row for _, row in iter_jsonl(out_path, skip_torn_tail=True)]
+    stale = sum(row.get("settings") != key for row in rows)
+    if stale:
+        log.warning("%s: %d response(s) were generated with other settings; they are generated again",
+                    out_path, stale)
+        rows = [row for row in rows if row.get("settings") == key]
+        write_jsonl(out_path, rows)  # one id, one row: readers of the file never see both versions
     wanted = {p["id"]: p["prompt"] for p in prompts}
     done = {}
     for row in rows:
@@ -147,7 +185,7 @@ def _cut(text: str, end: str) -> str:
 
 
 def _generate_hf(
-    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system,
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system, key,
     accept=None, retries=0, samples=1,
 ):
     fmt = chat_format(tokenizer, system)
@@ -197,7 +235,7 @@ def _generate_hf(
                     break
             for r in range(len(batch) * samples):
                 i, s = batch[r // samples], r % samples
-                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r]}
+                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r], "settings": key}
                 if samples > 1:
                     row["sample"] = s
                 if accept is not None:
@@ -212,7 +250,7 @@ def _generate_hf(
 
 
 def _generate_vllm(
-    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system, key
 ):
     try:
         from vllm import LLM, SamplingParams
@@ -235,7 +273,8 @@ def _generate_vllm(
             for p in part
         ]
         for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False), strict=True):
-            row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end)}
+            row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end),
+                   "settings": key}
             append_jsonl(out_path, row)
             rows[(row["id"], 0)] = row
     return rows

@@ -33,13 +33,13 @@ SIDES = {"target": ("tgt_chosen", "tgt_rejected"), "en": ("en_chosen", "en_rejec
 
 
 def heldout_for(cfg) -> list:
-    """The held-out records for the eval config's target language, refused if they overlap the data the
-    model was trained on (`cfg.train_data`)."""
+    """The held-out records for the eval config's target language (the first `cfg.limit`), refused if they
+    overlap the data the model was trained on (`cfg.train_data`)."""
     from langshift.data.seed import check_disjoint, heldout_records
     from langshift.data.seed import demo_dir as _demo_dir
 
     path = cfg.heldout or (_demo_dir() / "heldout_pairs.jsonl")
-    records = heldout_records(cfg.lang, path)
+    records = heldout_records(cfg.lang, path)[: cfg.limit]
     if cfg.train_data:
         from langshift.records import load_records
 

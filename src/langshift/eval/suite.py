@@ -39,25 +39,37 @@ def load_prompts(
 ) -> dict[str, list[dict]]:
     """{lang: [{"id","prompt"}]} from a JSONL of multilingual rows ({"id","en","sw",...}, the demo shape;
     Indonesian as "ind", since "id" is the row id) or of single prompts ({"id","prompt"}, with "lang" or
-    else taken to be `default_lang`)."""
+    else taken to be `default_lang`). An id may appear once per language: its responses are stored and
+    compared by id."""
     path = Path(source) if source else demo_prompts_path()
     out: dict[str, list[dict]] = {lang: [] for lang in langs}
+    seen: dict[tuple[str, str], int] = {}
+
+    def add(lang: str, rid: str, text: str, line: int) -> None:
+        if (lang, rid) in seen:
+            raise InputError(path, f"duplicate id {rid!r} in {lang!r} (first at line {seen[lang, rid]})", line=line,
+                             field="id")
+        seen[lang, rid] = line
+        if lang in out:
+            out[lang].append({"id": rid, "prompt": text})
+
     for line, row in iter_jsonl(path):
         rid = str(row.get("id", f"line-{line}"))
         if "prompt" in row:
             if not isinstance(row["prompt"], str):
                 raise InputError(path, "must be a string", line=line, field="prompt")
-            lang = get_language(row.get("lang") or default_lang).code
-            if lang in out:
-                out[lang].append({"id": rid, "prompt": row["prompt"]})
+            try:
+                lang = get_language(row.get("lang") or default_lang).code
+            except ValueError as e:
+                raise InputError(path, str(e), line=line, field="lang") from None
+            add(lang, rid, row["prompt"], line)
             continue
         texts = {get_language(k).code: v for k, v in row.items() if _is_lang(k) and isinstance(v, str)}
         if not texts:
             raise InputError(path, "needs 'prompt' or one text per language code ('en', 'sw', ...)", line=line,
                              field="prompt")
-        for lang in langs:
-            if lang in texts:
-                out[lang].append({"id": rid, "prompt": texts[lang]})
+        for lang, text in texts.items():
+            add(lang, rid, text, line)
     return {lang: rows[:limit] if limit else rows for lang, rows in out.items()}
 
 
@@ -71,15 +83,16 @@ def _is_lang(key: str) -> bool:
         return False
 
 
-def _complete(path: Path, prompts: list[dict], samples: int) -> list[dict] | None:
-    """The saved responses for exactly these prompts (each `samples` times), or None if any is missing
-    or answers another prompt."""
+def _complete(path: Path, prompts: list[dict], samples: int, key: str) -> list[dict] | None:
+    """The saved responses for exactly these prompts (each `samples` times, generated with the settings
+    `key` names), or None if any is missing, answers another prompt or was made with other settings."""
     if not path.exists():
         return None
     saved = {(row.get("id"), row.get("sample", 0)): row for _, row in iter_jsonl(path, skip_torn_tail=True)}
     rows = [saved.get((p["id"], s)) for p in prompts for s in range(samples)]
     asked = [p["prompt"] for p in prompts for _ in range(samples)]
-    if any(r is None or r.get("prompt") != prompt for r, prompt in zip(rows, asked, strict=True)):
+    if any(r is None or r.get("prompt") != prompt or r.get("settings") != key
+           for r, prompt in zip(rows, asked, strict=True)):
         return None
     return rows
 
@@ -190,10 +203,12 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
             changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v)
             raise ValueError(f"{path} was generated with other settings ({changed}); use a new output directory")
     write_json(sidecar, settings)
-    rows = _complete(path, prompts, cfg.samples)
-    if rows is None:
-        from langshift.eval.generate import generate_responses
+    from langshift.eval.generate import generate_responses, generation_key
 
+    key = generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                         seed=cfg.seed, system=system, backend=cfg.generation_backend, samples=cfg.samples)
+    rows = _complete(path, prompts, cfg.samples, key)
+    if rows is None:
         t0 = time.time()
         model, tokenizer = ctx.model.get()
         rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,

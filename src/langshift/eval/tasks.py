@@ -109,13 +109,15 @@ TASKS: dict[str, Task] = {t.name: t for t in (
             Metric("margin", "Margin (nats)", "margin", unit="nats"),
             Metric("margin_per_token", "Margin per token (nats)", "margin_per_token", unit="nats/token"),
         ),
-        run=heldout.run_langpref, reuse_settings=lambda cfg: (cfg.heldout, cfg.train_data), in_headline=False,
+        run=heldout.run_langpref, reuse_settings=lambda cfg: (cfg.heldout, cfg.train_data, cfg.limit),
+        in_headline=False,
     ),
     Task(
         "heldout_nll", "Held-out NLL", "Held-out NLL per token", "NLL",
         metrics=(Metric("nll_per_token", "NLL per token (nats)", "nll_per_token", higher_is_better=False,
                         unit="nats/token"),),
-        run=heldout.run_heldout_nll, reuse_settings=lambda cfg: (cfg.heldout, cfg.train_data), in_headline=False,
+        run=heldout.run_heldout_nll, reuse_settings=lambda cfg: (cfg.heldout, cfg.train_data, cfg.limit),
+        in_headline=False,
     ),
     Task(
         "belebele", "BELEBELE", "Reading (BELEBELE)", "Reading",

@@ -8,7 +8,7 @@ A `Stage` is plain data: `spec` holds everything its runner needs (JSON), so any
 machine or another, runs it from its directory alone (`run_stage_dir`).
 
     runs/<name>/data/<lang>-<key>/                              records.jsonl, dataset/, data_card.md
-    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>-<key>/   model, metrics.jsonl
+    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>[-sequence]-<key>/   model, metrics.jsonl
     runs/<name>/eval/<model>-<lang>-<method>-<size>-...-<key>/   results.json, responses, report.md
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from langshift.experiment.config import Experiment, ModelEntry
+from langshift.experiment.rendezvous import machine_args
 from langshift.files import stable_hash, write_json
 from langshift.train.objectives import METHODS, PIPELINES
 
@@ -71,10 +73,16 @@ def _eval_data_stage(exp: Experiment, lang: str) -> Stage | None:
 
 
 def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
-                 size: int | None, trainable: str, nll: str, seed: int) -> Stage:
+                 size: int | None, trainable: str, nll: str, seed: int, nll_reduction: str = "token") -> Stage:
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
                "lang": lang, "limit": size, "trainable": trainable, "nll": nll, "seed": seed}
+    # The default reduction stays out of the hashed inputs and the label, so runs planned before the
+    # option existed keep their stage directories (and their finished work).
+    options.pop("nll_reduction", None)
     parts = [model.name, lang, method.replace("+", "_"), size or "all", trainable, nll]
+    if nll_reduction != "token":
+        options["nll_reduction"] = nll_reduction
+        parts.append(nll_reduction)
     label = "-".join(str(p) for p in parts + ([f"s{seed}"] if exp.seeds else []))
     spec = {"train": options, "data_dir": str(data.directory(root)), "launcher": exp.launcher.model_dump()}
     sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
@@ -130,23 +138,31 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
             prompts = (evaldata, evaldata.directory(root))
         for model in exp.models:
             base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
-                          "nll": None}
+                          "nll": None, "nll_reduction": None}
             stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
                                       {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts, exp.seed,
                                       prompts=prompts))
+            reductions = exp.ablations.nll_reduction or [exp.train.nll_reduction]
             for seed in training_seeds(exp):
                 trained = []
-                for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes,
-                                                                      exp.ablations.trainable, exp.ablations.nll):
+                for method, size, trainable, nll, reduction in itertools.product(
+                        exp.methods, exp.sizes, exp.ablations.trainable, exp.ablations.nll, reductions):
                     if nll != "target" and method != "clo":
                         continue  # the NLL ablation is CLO's (Table 5)
+                    if reduction != "token" and not has_nll(method):
+                        continue  # DPO's loss has no NLL term: a reduction would train the same model twice
                     facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll,
-                             **({"seed": seed} if exp.seeds else {})}
-                    trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, seed),
-                                    facts))
+                             "nll_reduction": reduction, **({"seed": seed} if exp.seeds else {})}
+                    trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, seed,
+                                                 reduction), facts))
                 stages += [t for t, _ in trained]
                 stages += _trained_evals(exp, root, lang, trained, seed, train_data, prompts)
     return stages
+
+
+def has_nll(method: str) -> bool:
+    """Whether a method's (or pipeline's) training loss has an NLL term: every one but plain DPO."""
+    return any(METHODS[m].has_nll for m in PIPELINES[method])
 
 
 def _trained_evals(exp: Experiment, root: Path, lang: str, trained: list[tuple[Stage, dict]], seed: int,
@@ -172,6 +188,8 @@ def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | Non
     if not exp.eval.judge or not any(TASKS[t].needs_judge for t in exp.eval.tasks):
         return None
     candidates = [(t, f) for t, f in trained if f["method"] == exp.eval.baseline and f["trainable"] == "attention"]
+    # under an NLL-reduction ablation, the judge's baseline is the train section's reduction when there is one
+    candidates = [tf for tf in candidates if tf[1]["nll_reduction"] == exp.train.nll_reduction] or candidates
     return max(candidates, key=lambda tf: tf[1]["size"] or 10**9)[0] if candidates else None
 
 
@@ -228,7 +246,9 @@ def _launch_accelerate(launcher: dict, cfg, out: Path) -> None:
         cmd += ["--config_file", str(launcher["config_file"])]
     if launcher.get("num_processes"):
         cmd += ["--num_processes", str(launcher["num_processes"])]
-    cmd += [*map(str, launcher.get("args", [])), "-m", "langshift.cli", "train", "--config", str(cfg_path)]
+    cmd += map(str, launcher.get("args", []))
+    cmd += machine_args(os.environ, given=cmd)  # several nodes: each one's rank and the rendezvous (SLURM)
+    cmd += ["-m", "langshift.cli", "train", "--config", str(cfg_path)]
     subprocess.run(cmd, check=True)
 
 

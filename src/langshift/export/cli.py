@@ -12,9 +12,25 @@ from pathlib import Path
 
 import typer
 
-from langshift.cli_support import user_errors
+from langshift.eval.config import EvalConfig
+from langshift.files import InputError
+from langshift.options import cli_command, subset
 
 MODEL_HELP = "Training output, LoRA adapter dir, hub id, .gguf, 'smollm2', or a `langshift run` output dir."
+# Sampling exactly as the evaluation declares it (defaults and ranges: paper App. B).
+ChatOptions = subset(EvalConfig, "ChatOptions", ("temperature", "top_p", "max_new_tokens", "seed", "gguf_file"))
+
+
+def _model_arg(value: str, what: str = "MODEL") -> str:
+    """A MODEL argument: a `langshift run` directory stands for its best CLO model; a local path that
+    does not exist is said now, not as the hub's complaint about a repo id."""
+    from langshift.export.best import resolve
+    from langshift.model_ref import check_model_ref
+
+    try:
+        return check_model_ref(resolve(value))
+    except ValueError as e:
+        raise InputError(what, str(e)) from None
 
 
 def _quiet_loading() -> None:
@@ -28,28 +44,24 @@ def _quiet_loading() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-@user_errors
+@cli_command(ChatOptions)
 def chat(
+    given: dict,
     model: str = typer.Argument(..., help=MODEL_HELP),
     compare: str = typer.Option(None, "--compare", help="A second model: both answer, side by side."),
     prompt: str = typer.Option(None, "--prompt", help="Answer this once and exit (for scripts)."),
     system: str = typer.Option(None, "--system", help="System message (also /system in the chat)."),
-    temperature: float = typer.Option(0.6, help="0 is greedy; the default is the evaluation's (paper App. B)."),
-    top_p: float = typer.Option(0.9, "--top-p"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
-    seed: int = typer.Option(0),
-    gguf_file: str = typer.Option(None, "--gguf-file", help="GGUF file inside a hub repo or directory."),
 ) -> None:
     """Talk to a model in the chat format it was trained and evaluated with; replies stream as decoded."""
     from langshift.chat import Sampling, Session, load_bot
-    from langshift.export.best import resolve
 
+    o = ChatOptions.parse(given, source="command line")
+    names = [_model_arg(model)] + ([_model_arg(compare, "--compare")] if compare else [])
     _quiet_loading()
-    names = [model] + ([compare] if compare else [])
-    bots = [load_bot(resolve(m), gguf_file=gguf_file if i == 0 else None, system=system) for i, m in enumerate(names)]
+    bots = [load_bot(m, gguf_file=o.gguf_file if i == 0 else None, system=system) for i, m in enumerate(names)]
     if len(bots) == 2 and bots[0].name == bots[1].name:
         bots[0].name, bots[1].name = f"A: {bots[0].name}", f"B: {bots[1].name}"
-    session = Session(bots, Sampling(temperature, top_p, max_new_tokens, seed))
+    session = Session(bots, Sampling(o.temperature, o.top_p, o.max_new_tokens, o.seed))
     if prompt is not None:
         session.ask(prompt)
         return
@@ -58,7 +70,6 @@ def chat(
     session.repl()
 
 
-@user_errors
 def export(
     model: str = typer.Argument(..., help=MODEL_HELP),
     gguf: Path = typer.Option(..., "--gguf", help="The GGUF file to write."),
@@ -68,14 +79,15 @@ def export(
 ) -> None:
     """Write MODEL as a GGUF file for llama.cpp, Ollama and LM Studio (LoRA adapters merged first)."""
     from langshift import models
-    from langshift.export.best import resolve
     from langshift.export.gguf import OUT_TYPES, arch_of, export_gguf
     from langshift.export.modelfile import write_modelfile
+    from langshift.files import check_output_file
 
     if type_ not in OUT_TYPES:
         raise ValueError(f"--type must be one of {', '.join(OUT_TYPES)}, got {type_!r}")
+    check_output_file(gguf, "--gguf")
+    model = _model_arg(model)
     _quiet_loading()
-    model = resolve(model)
     loaded = models.load(model, gguf_file, dtype="float32")
     arch_of(loaded[0])  # an unsupported architecture is said before any file is touched
     trained = _training_output(model)
@@ -111,21 +123,18 @@ def _card_meta(model: str) -> dict:
     return {"base_model": base, "license": license_, "languages": langs, "tags": [*TAGS, cfg.get("method", "")]}
 
 
-@user_errors
 def push(
     model_dir: str = typer.Argument(..., help="A training output (or a `langshift run` output dir: its best CLO model)."),
     repo: str = typer.Option(..., "--repo", help="Hub repository, OWNER/NAME (created if missing)."),
     private: bool = typer.Option(False, "--private", help="Create the repository private."),
 ) -> None:
     """Upload a trained model with its model card (README.md) to the Hugging Face Hub."""
-    from langshift.export.best import resolve
     from langshift.export.hub import plan_upload, upload
 
-    plan = plan_upload(resolve(model_dir), repo, private=private)
+    plan = plan_upload(_model_arg(model_dir), repo, private=private)
     typer.echo(f"uploading {len(plan.files)} files from {plan.folder} to {plan.repo_id}: {', '.join(plan.files)}")
     try:
         url = upload(plan)
-    except OSError as e:  # offline, unreachable, refused: huggingface_hub raises OSError subclasses
-        typer.echo(f"error: upload to {plan.repo_id} failed: {e}", err=True)
-        raise typer.Exit(1) from None
+    except OSError as e:  # offline, unreachable, refused (huggingface_hub's errors are OSErrors): exit 2
+        raise OSError(f"upload to {plan.repo_id} failed: {e}") from None
     typer.echo(f"uploaded: {url}")

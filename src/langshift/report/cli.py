@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from langshift.cli_support import user_errors
-from langshift.files import InputError, write_json
+from langshift.files import InputError, check_output_dir, check_output_file, read_json, write_json
 from langshift.report.rows import merge, read_comparisons, read_run
 from langshift.report.tables import headline_table
 from langshift.report.write import write_report
@@ -35,15 +33,11 @@ def report(
     title: str | None = typer.Option(None, help="Report title (default: from the experiment names)."),
 ) -> None:
     """Merge the results of one or more runs into report.md: headline, paper-shaped tables, PNG plots."""
-    try:
-        runs = [read_run(d) for d in run_dirs]
-        rows = merge(row for _, run_rows in runs for row in run_rows)
-    except InputError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    out_dir = check_output_dir(out or _run_dir(run_dirs[0]), "--out")
+    runs = [read_run(d) for d in run_dirs]
+    rows = merge(row for _, run_rows in runs for row in run_rows)
     experiments = list(dict.fromkeys(name for name, _ in runs))
     comparisons = [c for d in run_dirs for c in read_comparisons(d)]
-    out_dir = out or _run_dir(run_dirs[0])
     inputs = {_run_dir(d).resolve() for d in run_dirs}
     merged = out_dir / "results.json"
     # A separate --out folder gets the merged rows too, so it can be reported (or merged) again; a run's
@@ -80,7 +74,7 @@ def _filters(text: str | None, flag: str) -> dict:
 def _run_evals(run: Path) -> list[tuple[dict, Path]]:
     evals = []
     for spec in sorted((run / "eval").glob("*/spec.json")):
-        stage = json.loads(spec.read_text(encoding="utf-8"))
+        stage = read_json(spec)
         if (spec.parent / "stage.json").is_file():
             evals.append((stage.get("facts") or {}, spec.parent))
     if not evals:
@@ -100,7 +94,6 @@ def _select(evals, want: dict, flag: str) -> list[Path]:
     return found
 
 
-@user_errors
 def compare(
     paths: list[str] = typer.Argument(..., help="EVAL_A EVAL_B (comma-separated per side for seeds), or one RUN dir."),
     a: str = typer.Option(None, "--a", help="Within a run: facts of side A, e.g. method=clo."),
@@ -113,6 +106,8 @@ def compare(
     from langshift.report.compare import compare_evals, verdict
     from langshift.report.tables import EVAL_LABEL, md_table
 
+    if out:
+        check_output_file(out, "--out")
     if len(paths) == 1:
         evals = _run_evals(Path(paths[0]))
         shared = _filters(where, "--where")

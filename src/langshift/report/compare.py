@@ -13,12 +13,11 @@ Several (replicate seeds): `stats.paired_difference_seeds` (seeds and items resa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from langshift.eval.stats import NoPairedItems, item_values, paired_difference, paired_difference_seeds
 from langshift.eval.tasks import TASKS
-from langshift.files import InputError, iter_jsonl
+from langshift.files import InputError, iter_jsonl, read_json
 
 RESAMPLES = 10_000
 
@@ -27,7 +26,7 @@ def _results(eval_dir: Path) -> dict:
     path = Path(eval_dir) / "results.json"
     if not path.is_file():
         raise InputError(path, "no results.json here (is this an evaluation directory?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)
 
 
 def item_scores(eval_dir: Path, task: str, metric: str, lang: str) -> dict:
@@ -98,7 +97,7 @@ def verdict(c: dict, a: str, b: str, what: str) -> str:
 
 # Contrasts within one run, all else equal: every trained method against the baseline method (added in
 # `run_comparisons`), and the paper's two ablations (Tables 4-5) as A − B.
-ABLATIONS = (("trainable", "attention", "full"), ("nll", "target", "both"))
+ABLATIONS = (("trainable", "attention", "full"), ("nll", "target", "both"), ("nll_reduction", "token", "sequence"))
 
 
 def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, resamples: int = RESAMPLES) -> list[dict]:
@@ -114,6 +113,8 @@ def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, re
     for key, dirs in groups.items():
         facts = dict(key)
         contrasts = [("method", baseline)] if facts["method"] != baseline else []
+        if facts["method"] == "clo":  # CLO against every other method too (Table 1's CLO − SFT+DPO)
+            contrasts += [("method", m) for m in {dict(k)["method"] for k in groups} - {"clo", "base", baseline}]
         contrasts += [(axis, b) for axis, a, b in ABLATIONS if facts.get(axis) == a]
         for axis, other_value in contrasts:
             other = groups.get(tuple(sorted({**facts, axis: other_value}.items())))

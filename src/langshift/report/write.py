@@ -80,7 +80,7 @@ def render(rows: list[dict], title: str, plot_files: list[str], sources: list[st
                   "two-sided sign-flip permutation p-value, in points for rates (seeds and items resampled "
                   "hierarchically when there are replicate seeds).", "", table, "",
                   *comparison_words(list(comparisons)), ""]
-    for heading, table in paper_tables(rows):
+    for heading, table in paper_tables(rows, list(comparisons)):
         lines += [f"## {heading}", "", table, ""]
     if plot_files:
         lines += ["## Plots", ""]

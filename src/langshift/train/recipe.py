@@ -144,6 +144,12 @@ def resume_point(out: Path, resume: bool, main: bool) -> Path | None:
     return start
 
 
+def hyper(cfg: TrainConfig) -> Hyper:
+    """The objective's hyper-parameters from the training options."""
+    return Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll, pref_loss=cfg.pref_loss, simpo_gamma=cfg.simpo_gamma,
+                 nll_reduction=cfg.nll_reduction)
+
+
 def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
                 train_records: list[Record], val_records: list[Record], callbacks=()) -> dict:
     """Train one method from `model_path` into `out`; returns what config.yaml records about it."""
@@ -173,7 +179,8 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
 
     ref_model = None
     fingerprint = weights_fingerprint(model)  # once per stage: names the reference cache's entries too
-    if method.needs_ref and cfg.ref == "precompute":
+    needs_ref = method.needs_ref(cfg.pref_loss)  # a reference-free loss: no pass, no cache, no second model
+    if needs_ref and cfg.ref == "precompute":
         # The node's main process creates and fills the cache; the others wait, then read it.
         with args.main_process_first(local=True, desc="reference log-probs"):
             cache = ReferenceCache(Path(cfg.cache_dir or models.cache_dir()) / "reference.sqlite")
@@ -181,7 +188,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
                 attach_reference(units, lambda seqs: reference_logps(
                     model, seqs, cache, model_key=fingerprint, pad_id=tokenizer.pad_token_id,
                     progress=cfg.progress and main))
-    elif method.needs_ref:
+    elif needs_ref:
         ref_model = frozen_copy(model)
 
     model = select_trainable(model, cfg.trainable, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
@@ -196,7 +203,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
         model=model, args=args, train_dataset=UnitDataset(train_units), eval_dataset=UnitDataset(val_units or train_units[:1]),
         data_collator=UnitCollator(tokenizer.pad_token_id), processing_class=tokenizer,
         callbacks=[MetricsFile(out / "metrics.jsonl"), StepProgress(), *callbacks], method=method,
-        hyper=Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll), ref_model=ref_model,
+        hyper=hyper(cfg), ref_model=ref_model,
     )
     start = resume_point(out, cfg.resume, main)
     trainer.train(resume_from_checkpoint=str(start) if start else None)

@@ -163,7 +163,7 @@ class LangshiftTrainer(Trainer):
                     completion_mask=inputs["completion_mask"])
         policy, n_tok = out["logps"].view(-1, k), out["n_tokens"].view(-1, k)
         ref = inputs.get("ref_logps")
-        if self.method.needs_ref and ref is None:  # on-the-fly reference model
+        if self.method.needs_ref(self.hyper.pref_loss) and ref is None:  # on-the-fly reference model
             with torch.no_grad():
                 ref, _ = completion_logps(self.ref_model, inputs["input_ids"], inputs["attention_mask"],
                                           inputs["completion_mask"])
