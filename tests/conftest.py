@@ -71,8 +71,12 @@ def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
     """llama.cpp's OpenAI-compatible server (llama-cpp-python) on loopback serving `model`; yields its
     base URL (".../v1"). The model is asked for as `alias`."""
     port = _free_port()
+    # One thread for decoding and for the prompt (llama-cpp-python's default for the prompt is every
+    # core): on a shared 2-core machine two llama.cpp threads spin-wait on each other whenever one is
+    # descheduled, and a 40-token verdict took 1-3 s per token instead of 25 ms (measured under load 5).
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2", "--seed", "0"]
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1",
+           "--n_threads_batch", "1", "--seed", "0"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
