@@ -33,7 +33,7 @@ def offline(hub_cache, no_network):
 
     assert constants.HF_HUB_OFFLINE
     yield
-    assert no_network == []
+    assert no_network.all() == []
 
 
 def paper_ids() -> set[str]:
@@ -246,3 +246,15 @@ def test_the_guard_stops_a_connection(no_network):
         socket.getaddrinfo("huggingface.co", 443)
     assert len(no_network) == 2
     no_network.clear()  # the autouse check after the test must not count these deliberate attempts
+
+
+def test_the_guard_stops_a_child_process(no_network):
+    """A process the test starts (a `jobs: N` stage, an `accelerate launch` worker) is guarded too, and
+    its attempt is logged even where the child swallows the error."""
+    import subprocess
+    import sys
+
+    swallowed = "import socket\ntry:\n    socket.getaddrinfo('huggingface.co', 443)\nexcept AssertionError:\n    pass"
+    subprocess.run([sys.executable, "-c", swallowed], check=True)
+    assert no_network == [] and [a["attempt"] for a in no_network.all()] == ["'huggingface.co'"]
+    no_network.log.unlink()
