@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test rehearsal lint bench clean
 
 # torch is pinned to the CPU wheel first, so nothing later pulls a CUDA build.
 $(STAMP): pyproject.toml
@@ -26,6 +26,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# every configs/paper config end to end, offline on hub stand-ins (README: "Rehearsal"); part of `make test`
+rehearsal: $(STAMP)
+	$(PY) -m pytest -q tests/rehearsal --durations=0
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
