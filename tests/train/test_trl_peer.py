@@ -16,8 +16,8 @@ import torch
 from langshift import models
 from langshift.records import Record
 from langshift.testing.tiny import make_tiny_model
-from langshift.train.encode import Encoder, pad_batch
-from langshift.train.logps import completion_logps
+from langshift.train.encode import Encoder
+from langshift.train.logps import plan_layout, sequence_logps
 from langshift.train.objectives import METHODS, Hyper, dpo_loss, pair_stats
 
 trl = pytest.importorskip("trl")
@@ -70,13 +70,14 @@ def _triplets(encoder: Encoder, fmt, tok, records):
     return rows, pairs
 
 
-def _our_logps(model, seqs, pad_id):
-    batch = pad_batch(seqs, pad_id)
+def _our_logps(model, pairs):
+    """(chosen, rejected) log-probs of each pair through the engine's layout: a pair shares its prompt
+    (one row), the rows packed, as `--method dpo` trains them."""
+    plan = plan_layout(model)
+    assert plan.share, plan.why
     with torch.no_grad():
-        logps, _ = completion_logps(
-            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-        )
-    return logps
+        logps, _ = sequence_logps(model, [s for pair in pairs for s in pair], plan)
+    return logps.view(-1, 2).unbind(1)
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
@@ -124,16 +125,9 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
         trl_loss = trainer.compute_loss(trainer.model, inputs).item()
     trl_metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if isinstance(v, list) and v}
 
-    # --- ours: completion_logps on each model, then the pure loss function
-    pad = tok.pad_token_id
-    pi_w, pi_l = (
-        _our_logps(policy, [w for w, _ in pairs], pad),
-        _our_logps(policy, [rej for _, rej in pairs], pad),
-    )
-    ref_w, ref_l = (
-        _our_logps(ref, [w for w, _ in pairs], pad),
-        _our_logps(ref, [rej for _, rej in pairs], pad),
-    )
+    # --- ours: the engine's layout on each model (prompts shared, rows packed), then the pure loss function
+    pi_w, pi_l = _our_logps(policy, pairs)
+    ref_w, ref_l = _our_logps(ref, pairs)
     ours = dpo_loss(pi_w, pi_l, ref_w, ref_l, BETA).mean().item()
     stats = {k: v.item() for k, v in pair_stats(pi_w, pi_l, ref_w, ref_l, BETA).items()}
 

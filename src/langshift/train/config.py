@@ -22,6 +22,15 @@ MethodName = Literal[tuple(PIPELINES)]  # type: ignore[valid-type]
 LangCode = Annotated[str, AfterValidator(canonical_code)]
 
 
+# Defaults that depend on where training runs, measured with bench/train_step.py (README, "How the
+# engine is built"). On the CPU small forwards are faster per token (their activations stay in cache) and a
+# packed call's dense attention mask is cheap at ~1k tokens; a GPU wants fewer, larger calls.
+DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
+    "cpu": {"micro_batch_tokens": 1024, "bin_tokens": 512},
+    "gpu": {"micro_batch_tokens": 4096, "bin_tokens": 4096},
+}
+
+
 class TrainConfig(Options):
     method: MethodName = Field("clo", description="Training method")
     model: str = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
@@ -44,7 +53,8 @@ class TrainConfig(Options):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(8, ge=1, description="Records per optimizer step, all processes together (paper: 8).")
     micro_batch_size: int | None = Field(None, ge=1, description="Records per forward per process; the rest accumulates (default: from micro_batch_tokens).")
-    micro_batch_tokens: int = Field(4096, ge=1, description="Token budget of one forward when micro_batch_size is unset.")
+    micro_batch_tokens: int | None = Field(None, ge=1, description="Token budget of one forward when micro_batch_size is unset (default: 1,024 on CPU, 4,096 on a GPU).")
+    bin_tokens: int | None = Field(None, ge=16, description="Most tokens per decoder call when rows are packed under a dense attention mask (SDPA, eager), whose attention costs a call's width squared (default: 512 on CPU, 4,096 on a GPU). FlexAttention packs the whole micro-batch in one call.")
     activation_checkpointing: bool = Field(False, description="Recompute decoder activations in backward: less memory, about 1/3 more time.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training records (paper: 1).")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: from epochs).")
@@ -68,6 +78,11 @@ class TrainConfig(Options):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be -1 (from epochs) or >= 1, got {self.max_steps}")
         return self
+
+    def on_device(self, name: str, device_kind: str) -> int:
+        """Option `name` as set, else its default for `device_kind` ("cpu" or "gpu": DEVICE_DEFAULTS)."""
+        value = getattr(self, name)
+        return DEVICE_DEFAULTS[device_kind][name] if value is None else value
 
     def check_runnable(self) -> TrainConfig:
         """What a training run needs beyond valid values."""

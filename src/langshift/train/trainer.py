@@ -2,7 +2,8 @@
 
 Methods differ only in which sequences form a training unit and in their loss (objectives.py):
     records -> units (encode + method.unit_roles) -> length-grouped shuffled batches
-            -> one forward over all sequences of the batch (logps.py) -> method.objective(policy, ref, ...)
+            -> one laid-out forward over the batch's sequences (layout.py: prompts shared, rows packed,
+               no padding; logps.py) -> method.objective(policy, ref, ...)
 Reference log-probs come from a no-grad pre-pass cached on disk (reference.py), or, with
 `ref="on-the-fly"`, from a frozen copy of the model kept in memory (the classic two-model path).
 """
@@ -23,8 +24,9 @@ from transformers import Trainer, TrainerCallback
 
 from langshift.files import append_jsonl, iter_jsonl, write_jsonl
 from langshift.progress import report_steps
-from langshift.train.encode import Encoder, Sequence, pad_batch
-from langshift.train.logps import completion_logps
+from langshift.train.encode import Encoder, Sequence
+from langshift.train.layout import LAYOUT_KEYS, LayoutPlan, layout
+from langshift.train.logps import layout_logps
 from langshift.train.objectives import Hyper, Method, unit_side
 
 
@@ -66,11 +68,14 @@ def attach_reference(units: list[Unit], ref_logps) -> None:
 
 
 class UnitCollator:
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    """A batch of units -> the layout of its sequences (unit by unit, in role order): the collator pads
+    nothing; `plan` decides prompt sharing and packing, as it does for the reference pass."""
+
+    def __init__(self, plan: LayoutPlan):
+        self.plan = plan
 
     def __call__(self, units: list[Unit]) -> dict:
-        batch = pad_batch([s for u in units for s in u.seqs], self.pad_id)
+        batch = layout([s for u in units for s in u.seqs], self.plan)
         batch["sides"] = [u.side for u in units]
         if units[0].ref is not None:
             batch["ref_logps"] = torch.tensor([u.ref for u in units], dtype=torch.float32)
@@ -78,8 +83,10 @@ class UnitCollator:
 
 
 class LengthGroupedSampler(Sampler):
-    """Seeded shuffle, then sort by length inside mega-batches of 50 batches, then shuffle batches:
-    little padding, still random order. Depends only on (seed, epoch), so resume replays it."""
+    """Seeded shuffle, then sort by length inside mega-batches of 50 batches, then shuffle batches: a
+    batch's records have similar lengths, so its forward's tokens stay near the budget the micro-batch
+    was sized for (nothing is padded: the layout packs). Depends only on (seed, epoch), so resume
+    replays it."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, mega: int = 50):
         self.lengths, self.batch_size, self.seed, self.mega, self.epoch = lengths, batch_size, seed, mega, 0
@@ -147,9 +154,9 @@ class StepProgress(TrainerCallback):
 
 
 class LangshiftTrainer(Trainer):
-    def __init__(self, *args, method: Method, hyper: Hyper, ref_model=None, **kw):
+    def __init__(self, *args, method: Method, hyper: Hyper, plan: LayoutPlan, ref_model=None, **kw):
         super().__init__(*args, **kw)
-        self.method, self.hyper, self.ref_model = method, hyper, ref_model
+        self.method, self.hyper, self.plan, self.ref_model = method, hyper, plan, ref_model
         self.model_accepts_loss_kwargs = False  # our loss is already a mean: let Trainer divide by GA steps
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
@@ -159,14 +166,12 @@ class LangshiftTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         k = self.method.seqs_per_unit
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                    completion_mask=inputs["completion_mask"])
+        out = model(**{key: inputs[key] for key in LAYOUT_KEYS})
         policy, n_tok = out["logps"].view(-1, k), out["n_tokens"].view(-1, k)
         ref = inputs.get("ref_logps")
         if self.method.needs_ref and ref is None:  # on-the-fly reference model
             with torch.no_grad():
-                ref, _ = completion_logps(self.ref_model, inputs["input_ids"], inputs["attention_mask"],
-                                          inputs["completion_mask"])
+                ref, _ = layout_logps(self.ref_model, inputs, self.plan)
             ref = ref.view(-1, k)
         loss, metrics = self.method.objective(policy, ref, n_tok, inputs["sides"], self.hyper)
         self._store(metrics, "train" if model.training else "eval")
