@@ -21,6 +21,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/langshift run configs/demo.yaml $(if $(QUICK),--quick,)
+	@echo
+	@$(PY) -m langshift.export.best runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
     python bench/train_step.py                      # SmolLM2-135M (embedded), 32 sw records, 2 steps each
     python bench/train_step.py --model DIR --records 16 --steps 2 --contenders clo,trl-dpo
     python bench/train_step.py --contenders clo,clo-mb8,clo-rows4,clo-gc,trl-dpo,trl-dpo-nogc,sft
+    python bench/train_step.py --contenders clo,clo-simpo,clo-orpo,trl-dpo
 
 Same model, data, machine and run for every contender; each runs in its own fresh subprocess:
   clo      our engine with `langshift train`'s defaults, `--method clo`: 8 records (32 sequences) per
@@ -22,6 +23,8 @@ Same model, data, machine and run for every contender; each runs in its own fres
            default: activation checkpointing (`-gc`), N records per forward (`-mbN`), four rows per
            record instead of two (`-rows4`: no prompt sharing, still packed), N tokens per decoder
            call (`-binN`); suffixes combine (clo-gc-mb2). sft and dpo take them too.
+  clo-simpo, clo-orpo  CLO's cross-lingual term over SimPO's or ORPO's reference-free pair loss
+           (`--pref-loss`): the same step without the reference pre-pass, which they skip.
 Wall time is the headline; process CPU time (all threads) is reported too, since it is less
 sensitive to other jobs on a shared machine; so are the load averages before and after. The
 sequences are token-identical across contenders (checked for TRL). Timed: trainer.train() for
@@ -255,6 +258,7 @@ class Variant:
     checkpointing: bool = False  # -gc: activation checkpointing of the decoder layers
     share: bool = True  # -rows4: no prompt sharing (four rows per CLO record, still packed)
     bin_tokens: int | None = None  # -binN: N tokens per decoder call (default: TrainConfig.bin_tokens)
+    pref_loss: str = "sigmoid"  # -simpo, -orpo, -ipo: the cross-lingual term over that pair loss
 
 
 def variant(name: str) -> Variant:
@@ -268,14 +272,17 @@ def variant(name: str) -> Variant:
                 raise SystemExit(f"{name}: micro-batch {p[2:]} must divide the batch of {BATCH} records")
         elif p.startswith("bin") and p[3:].isdigit():
             kw["bin_tokens"] = int(p[3:])
+        elif p in PREF_LOSS_VARIANTS:
+            kw["pref_loss"] = p
         elif p in SUFFIXES:
             kw[SUFFIXES[p]] = p != "rows4"
         else:
-            raise SystemExit(f"{name}: unknown variant suffix {p!r} (mbN, binN, {', '.join(SUFFIXES)})")
+            raise SystemExit(f"{name}: unknown variant suffix {p!r} (mbN, binN, {', '.join((*SUFFIXES, *PREF_LOSS_VARIANTS))})")
     return Variant(method, **kw)
 
 
 SUFFIXES = {"gc": "checkpointing", "rows4": "share"}
+PREF_LOSS_VARIANTS = ("simpo", "orpo", "ipo")  # name parts that pick `--pref-loss` (default: sigmoid)
 
 
 def padded_share(seq_lengths: list[list[int]], max_waste: float = 0.1) -> tuple[int, int]:
@@ -322,7 +329,7 @@ def run_ours(plan: dict) -> dict:
     defaults = {"bin_tokens": v.bin_tokens} if v.bin_tokens else {}
     cfg = TrainConfig(method=v.method, data=plan["data"], max_steps=plan["steps"], lr=plan["lr"], progress=False,
                       max_length=plan["max_length"], micro_batch_size=v.micro_batch,
-                      activation_checkpointing=v.checkpointing, **defaults)
+                      activation_checkpointing=v.checkpointing, pref_loss=v.pref_loss, **defaults)
     spec = models.resolve_model(plan.get("tokenizer") or plan["model"])
     tok = models.load_tokenizer(spec)
     records = load_records(plan["data"])
@@ -330,7 +337,8 @@ def run_ours(plan: dict) -> dict:
     meter.start()
     model = bench_model(plan, spec)
     encoder = Encoder(tok, models.chat_format(tok), cfg.max_length)
-    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite")  # empty: the pass is timed
+    needs_ref = method.needs_ref(v.pref_loss)  # as the recipe: a reference-free loss opens no cache
+    cache = ReferenceCache(Path(plan["work"]) / f"ref-{plan['contender']}.sqlite") if needs_ref else None  # empty: timed
 
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -344,12 +352,12 @@ def run_ours(plan: dict) -> dict:
         return reference_logps(model, seqs, cache, model_key=model_key, plan=layout_plan, progress=False)
 
     units = build_units(records, encoder, method)
-    if method.needs_ref:
+    if needs_ref:  # what the recipe does: a reference-free loss skips the pass
         attach_reference(units, ref_fn)
     sync(device)
     t_ref = time.perf_counter() - t0
     t1 = time.perf_counter()
-    if method.needs_ref:  # the same pass again, now answered by the cache (a sweep or a resumed run)
+    if needs_ref:  # the same pass again, now answered by the cache (a sweep or a resumed run)
         attach_reference(units, ref_fn)
     t_cached = time.perf_counter() - t1
     micro, grad_accum = micro_batching(cfg, 1, forward_tokens_per_record(units, layout_plan, len(records)))
@@ -365,7 +373,7 @@ def run_ours(plan: dict) -> dict:
         data_collator=UnitCollator(layout_plan),
         processing_class=tok,
         method=method,
-        hyper=Hyper(lam=0.5, beta=0.1, nll_on="target"),
+        hyper=Hyper(lam=0.5, beta=0.1, nll_on="target", pref_loss=v.pref_loss),
         plan=layout_plan,
     )
     # the micro-batches this run trains on, and what the previous engine's layout ran for them
@@ -525,6 +533,8 @@ WORKERS = {
     "sft": run_ours,
     "trl-dpo": run_trl,
     "trl-dpo-nogc": run_trl,
+    "clo-simpo": run_ours,
+    "clo-orpo": run_ours,
     "matmul": run_matmul,
 }
 
@@ -584,7 +594,8 @@ def main() -> None:
     ap.add_argument(
         "--contenders",
         default=",".join(CONTENDERS),
-        help=f"of {CONTENDERS + ('trl-dpo-nogc',)}, or clo/sft/dpo variants: -gc, -mbN, -rows4, -binN (e.g. clo-gc-mb2)",
+        help=f"of {CONTENDERS + ('trl-dpo-nogc',)}, or clo/sft/dpo variants: -gc, -mbN, -rows4, -binN (e.g. "
+        "clo-gc-mb2), -simpo, -orpo, -ipo (CLO over another pair loss)",
     )
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
@@ -659,6 +670,7 @@ def main() -> None:
         "threads": res["matmul"]["threads"],
         "clo_s_per_record": per_rec["clo"],
         "clo_s_per_record_ref_cached": cached_rec["clo"],
+        "clo_ref_s": clo["ref_s"],
         "clo_peak_delta_mb": clo["peak_delta_mb"],
         "clo_micro_batch_records": clo["micro_batch_records"],
         "clo_layout": clo["layout"],
@@ -679,7 +691,10 @@ def main() -> None:
         key = c.replace("-", "_")
         if c != "clo":
             summary[f"{key}_mfu_train"] = mfu_train(res[c], peak)
-        if c.startswith("clo-"):  # a variant of our CLO step: its own ratios against TRL and SFT
+        if c.startswith("clo-"):  # a variant of our CLO step: its own ratios against CLO, TRL and SFT
+            summary[f"{key}_time_ratio_vs_clo"] = per_rec[c] / per_rec["clo"]
+            summary[f"{key}_mem_ratio_vs_clo"] = res[c]["peak_delta_mb"] / res["clo"]["peak_delta_mb"]
+            summary[f"{key}_ref_s"] = res[c]["ref_s"]
             for base in ("trl-dpo", "trl-dpo-nogc", "sft"):
                 if base in res:
                     b = base.replace("-", "_")

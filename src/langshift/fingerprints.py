@@ -15,8 +15,7 @@ import hashlib
 from pathlib import Path
 
 from langshift.files import stable_hash
-
-EMBEDDED_NAMES = ("smollm2", "embedded", "default")
+from langshift.model_ref import EMBEDDED as EMBEDDED_NAMES
 
 
 def weights_fingerprint(model) -> str:
@@ -35,12 +34,24 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+# What defines a model in its directory: weights, configs, tokenizer files. Not what is written next to
+# it later (the model card, metrics, a run's stage markers) or checkpoints during training.
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".jinja", ".txt", ".tiktoken")
+NOT_MODEL_FILES = ("stage.json", "spec.json", "results.json", "trainer_state.json")
+
+
+def _model_files(directory: Path) -> list[Path]:
+    return sorted(q for q in [*directory.glob("*"), *directory.glob("adapter/*")]
+                  if q.is_file() and q.suffix in MODEL_FILE_SUFFIXES and q.name not in NOT_MODEL_FILES)
+
+
 def weight_files_fingerprint(model: str, gguf_file: str | None = None) -> str:
-    """Resolved path plus (name, size, mtime) of every local weight file; the name alone for a hub id."""
+    """Resolved path plus (name, size, mtime) of every file that defines the model (`_model_files`); the
+    name alone for a hub id."""
     p = Path(model)
     if model.lower() in EMBEDDED_NAMES or not p.exists():
         return stable_hash(model, gguf_file)
-    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+    files = [p] if p.is_file() else _model_files(p)
     stats = [(str(q.relative_to(p) if p.is_dir() else q.name), q.stat().st_size, q.stat().st_mtime_ns)
              for q in files]
     return stable_hash(str(p.resolve()), gguf_file, stats)

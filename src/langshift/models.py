@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
-EMBEDDED = ("smollm2", "embedded", "default")
+from langshift.model_ref import EMBEDDED
 
 # Used when a tokenizer has no chat template (base models, our tiny test tokenizers).
 PLAIN_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -147,6 +148,10 @@ def load_model(spec: ModelSpec, *, dtype=None, device: str | None = None, trust_
 
             raise InputError(spec.path, "has no safetensors weights; opt in to pickle weights with "
                              "allow_pickle_weights: true (load_model(..., allow_pickle=True))") from None
+        except SafetensorError as e:  # a truncated or foreign file: a bad input, not a bug
+            from langshift.files import InputError
+
+            raise InputError(spec.path, f"unreadable safetensors weights ({e})") from None
     if device:
         model = model.to(device)
     model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
@@ -165,11 +170,40 @@ def causal_lm(model):
 
 
 def load(model: str | os.PathLike, gguf_file: str | None = None, **kw):
-    """(model, tokenizer) from any `--model` form; `kw` go to `load_model` (dtype, device,
-    trust_remote_code, allow_pickle)."""
+    """(model, tokenizer) from any `--model` form, a LoRA adapter directory included; `kw` go to
+    `load_model` (dtype, device, trust_remote_code, allow_pickle)."""
+    if is_adapter_dir(model):
+        return load_adapter(model, **kw)
     spec = resolve_model(model, gguf_file)
     trust = kw.get("trust_remote_code", False)
     return load_model(spec, **kw), load_tokenizer(spec, trust_remote_code=trust)
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    """A PEFT adapter alone (`OUT/adapter` of a LoRA run), not a full model."""
+    p = Path(path)
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def load_adapter(path: str | os.PathLike, **kw):
+    """(merged model, tokenizer) for a LoRA adapter directory: its base model (as the adapter names it)
+    with the adapter merged in, so what comes back is an ordinary model. The tokenizer is the training
+    output's (the adapter's parent holds it) when there is one, else the base model's."""
+    import json
+
+    from peft import PeftModel
+
+    from langshift.files import InputError
+
+    p = Path(path)
+    config_file = p / "adapter_config.json"
+    base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise InputError(config_file, "names no base model", field="base_model_name_or_path")
+    model, tokenizer = load(base, **kw)
+    if (p.parent / "tokenizer_config.json").is_file():
+        tokenizer = load_tokenizer(ModelSpec(str(p.parent)), trust_remote_code=kw.get("trust_remote_code", False))
+    return PeftModel.from_pretrained(model, str(p)).merge_and_unload(), tokenizer
 
 
 def save(model, tokenizer, out_dir: str | os.PathLike) -> Path:

@@ -116,6 +116,26 @@ def located(error: ValidationError, cls: type[BaseModel], source, prefix: str = 
     return InputError(source, message, field=key or None)
 
 
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file; a missing file, bad UTF-8 or bad YAML is an InputError with its line."""
+    import yaml
+
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError(source, "config file not found") from None
+    except UnicodeDecodeError as e:
+        raise InputError(source, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(source, f"invalid YAML: {getattr(e, 'problem', None) or e}",
+                         line=mark.line + 1 if mark else None) from None
+    if not isinstance(raw, dict):
+        raise InputError(source, "expected a mapping at the top level")
+    return raw
+
+
 def set_dotted(mapping: dict, dotted: str, value) -> None:
     """`set_dotted(d, "eval.limit", 3)` sets d["eval"]["limit"], creating sections as needed."""
     *parents, last = dotted.split(".")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from langshift.records import Record, save_records
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,6 +29,8 @@ def train_step():
 def test_variant_names(train_step):
     v = train_step.variant
     assert v("clo") == train_step.Variant("clo")
+    assert v("clo-simpo") == train_step.Variant("clo", pref_loss="simpo")
+    assert train_step.worker_fn("clo-simpo") is train_step.worker_fn("clo-orpo") is train_step.run_ours
     assert v("clo-gc-mb2") == train_step.Variant("clo", micro_batch=2, checkpointing=True)
     assert v("sft-rows4-bin512") == train_step.Variant("sft", share=False, bin_tokens=512)
     with pytest.raises(SystemExit):
@@ -66,3 +70,16 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tiny_llama, train_step):
     assert summary["clo_rows4_mb2_time_ratio_vs_sft"] > 0
     assert summary["load_avg_before"] and summary["load_avg_after"]
 
+
+
+def test_reference_free_contenders_skip_the_reference_pass(train_step, tiny_llama, tmp_path):
+    recs = [Record(f"r{i}", "sw", f"Tell me about item {i}.", f"Item {i} is a kind of water.",
+                   f"Niambie kuhusu kitu {i}.", f"Kitu {i} ni aina ya maji.") for i in range(train_step.BATCH)]
+    data = save_records(tmp_path / "records.jsonl", recs)
+    plan = {"model": str(tiny_llama), "data": str(data), "work": str(tmp_path), "steps": 1, "lr": 1e-3,
+            "max_length": 256}
+    runs = {c: train_step.run_ours({**plan, "contender": c}) for c in ("clo", "clo-simpo", "clo-orpo")}
+    assert (tmp_path / "ref-clo.sqlite").is_file()
+    assert not (tmp_path / "ref-clo-simpo.sqlite").exists() and not (tmp_path / "ref-clo-orpo.sqlite").exists()
+    assert runs["clo-simpo"]["tokens"] == runs["clo-orpo"]["tokens"] == runs["clo"]["tokens"] > 0
+    assert len({round(r["losses"][0], 6) for r in runs.values()}) == 3  # three different losses were trained

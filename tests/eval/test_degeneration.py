@@ -111,7 +111,7 @@ def test_score_and_summarize():
     ]
     assert items[1]["loop_chars"] >= 90 and items[2]["echo_share"] == 1.0
     got = summarize(items)
-    assert got["rate"] == 0.75 and got["n"] == 4
+    assert got["metrics"]["degenerate_rate"]["value"] == 0.75 and got["metrics"]["degenerate_rate"]["n"] == 4
     assert got["reasons"] == {"empty": 1, "prompt_echo": 1, "loop": 1}
     with pytest.raises(ValueError):
         summarize([])

@@ -7,12 +7,14 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from langshift.eval.generate import generate_responses
+from langshift.eval.generate import generate_responses, generation_key
 from langshift.files import InputError, read_jsonl
 from langshift.models import chat_format, load
 
 PROMPTS = [{"id": f"p{i}", "prompt": "Explain why the sky is blue." + " Please." * i} for i in range(5)]
 KW = dict(max_new_tokens=8, batch_size=2)
+# The settings key of rows made with KW, the default sampling and seed 0.
+KEY = generation_key(max_new_tokens=8, temperature=0.6, top_p=0.9, seed=0, system=None, backend="hf")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_resume_skips_done_ids_and_drops_torn_tail(tiny, tmp_path):
     model, tok = tiny
     out = tmp_path / "out.jsonl"
     # A run killed after its first batch: one finished row, then half a line.
-    done = {"id": "p3", "prompt": PROMPTS[3]["prompt"], "response": "FROM THE FIRST RUN"}
+    done = {"id": "p3", "prompt": PROMPTS[3]["prompt"], "response": "FROM THE FIRST RUN", "settings": KEY}
     out.write_text(json.dumps(done) + "\n" + '{"id": "p1", "prompt": "Expl', encoding="utf-8")
     rows = generate_responses(model, tok, PROMPTS, out, seed=0, **KW)
     assert rows[3] == done
@@ -71,7 +73,7 @@ def test_resume_after_first_batch_matches_nothing_regenerated(tiny, tmp_path):
 def test_stale_output_for_other_prompt_is_an_error(tiny, tmp_path):
     model, tok = tiny
     out = tmp_path / "out.jsonl"
-    out.write_text(json.dumps({"id": "p0", "prompt": "something else", "response": "x"}) + "\n")
+    out.write_text(json.dumps({"id": "p0", "prompt": "something else", "response": "x", "settings": KEY}) + "\n")
     with pytest.raises(InputError, match="different prompt"):
         generate_responses(model, tok, PROMPTS, out, **KW)
 
@@ -82,6 +84,30 @@ def test_bad_arguments(tiny, tmp_path):
         generate_responses(model, tok, PROMPTS + PROMPTS[:1], tmp_path / "x.jsonl", **KW)
     with pytest.raises(ValueError, match="backend"):
         generate_responses(model, tok, PROMPTS, tmp_path / "y.jsonl", backend="tgi", **KW)
+    # Settings that would write empty or meaningless responses are refused before anything is written.
+    for bad, named in (({"max_new_tokens": -5}, "max_new_tokens=-5"), ({"temperature": -1}, "temperature=-1"),
+                       ({"top_p": 0}, "top_p=0")):
+        with pytest.raises(ValueError, match=named):
+            generate_responses(model, tok, PROMPTS, tmp_path / "z.jsonl", **{**KW, **bad})
+    assert not (tmp_path / "z.jsonl").exists()
+
+
+def test_a_rerun_with_other_settings_regenerates_and_keeps_one_row_per_id(tiny, tmp_path):
+    """Rows remember the settings that made them: a corrected rerun into the same file regenerates them
+    (the bug was a rerun that reused responses written with wrong settings), a same-settings rerun reuses."""
+    model, tok = tiny
+    out = tmp_path / "out.jsonl"
+    short = generate_responses(model, tok, PROMPTS, out, seed=0, **{**KW, "max_new_tokens": 1})
+    legacy = {"id": "p4", "prompt": PROMPTS[4]["prompt"], "response": "NO SETTINGS KEY"}  # an older file's row
+    out.write_text("".join(json.dumps(r) + "\n" for r in [*short[:4], legacy]), encoding="utf-8")
+    rows = generate_responses(model, tok, PROMPTS, out, seed=0, **KW)
+    assert {r["settings"] for r in rows} == {KEY} and {r["settings"] for r in short} == {short[0]["settings"]} != {KEY}
+    assert "NO SETTINGS KEY" not in [r["response"] for r in rows]
+    assert any(len(r["response"]) > len(s["response"]) for r, s in zip(rows, short, strict=True))
+    on_disk = read_jsonl(out)
+    assert sorted(r["id"] for r in on_disk) == sorted(p["id"] for p in PROMPTS)  # the stale rows are gone
+    assert generate_responses(model, tok, PROMPTS, out, seed=0, **KW) == rows  # same settings: all reused
+    assert read_jsonl(out) == on_disk
 
 
 def test_cli_generate(tiny_llama, tmp_path):

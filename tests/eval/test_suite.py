@@ -176,6 +176,7 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
         evaluate(_config(tiny_llama, out, data, tasks="fidelity", max_new_tokens=9))
 
     # A different model may not write into this directory.
+    (tmp_path / "another-model").mkdir()
     with pytest.raises(ValueError, match="different model"):
         evaluate(_config(tmp_path / "another-model", out, data, tasks="fidelity"))
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from langshift.eval.generate import generate_responses
+from langshift.eval.generate import generate_responses, generation_key
 from langshift.files import (
     InputError,
     append_jsonl,
@@ -67,7 +67,8 @@ def test_user_input_with_invalid_utf8_names_file_and_line(tmp_path):
 def test_generation_resumes_past_a_torn_utf8_tail(tiny_llama, tmp_path, caplog):
     model, tok = load(tiny_llama)
     out = tmp_path / "responses.jsonl"
-    first = {"id": "p2", "prompt": PROMPTS[2]["prompt"], "response": SWAHILI}
+    key = generation_key(max_new_tokens=4, temperature=0.6, top_p=0.9, seed=0, system=None, backend="hf")
+    first = {"id": "p2", "prompt": PROMPTS[2]["prompt"], "response": SWAHILI, "settings": key}
     _torn(out, [first], {"id": "p0", "prompt": PROMPTS[0]["prompt"], "response": SWAHILI}, cut=1)
     with caplog.at_level(logging.WARNING, logger="langshift"):
         rows = generate_responses(model, tok, PROMPTS, out, seed=0, max_new_tokens=4, batch_size=2)

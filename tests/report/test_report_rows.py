@@ -93,3 +93,18 @@ def test_main_rows_prefer_the_papers_variant_at_the_largest_size():
     # With only a full-tuning run, that run is the one shown.
     only_full = [{**r, "trainable": "full"} for r in grid_rows() if r["trainable"] == "attention"]
     assert {r["trainable"] for r in main_rows(only_full)} == {"full"}
+
+
+def test_rows_without_nll_reduction_read_as_per_token(tmp_path):
+    """Rows written before the option existed stay valid: trained rows read "token", the base model None;
+    a new row that says "token" is the same measurement as an old row that says nothing."""
+    old = demo_rows()
+    assert all("nll_reduction" not in r for r in old)
+    rows = load_rows([write_run(tmp_path / "old", old)])
+    assert {(r["method"] == "base", r["nll_reduction"]) for r in rows} == {(True, None), (False, "token")}
+    new = [{**r, "nll_reduction": None if r["method"] == "base" else "token"} for r in old]
+    assert len(load_rows([tmp_path / "old", write_run(tmp_path / "new", new)])) == len(old)
+    bad = [{**old[3], "nll_reduction": "mean"}]
+    with pytest.raises(InputError) as e:
+        load_rows([write_run(tmp_path / "bad", bad)])
+    assert e.value.field == "nll_reduction"

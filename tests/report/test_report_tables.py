@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from report_rows import demo_rows, grid_rows, parse_md
+from report_rows import demo_rows, grid_rows, parse_md, row
 
 from langshift.report.rows import delta, pct
 from langshift.report.tables import (
     fidelity_table,
     headline_table,
+    nll_reduction_table,
     paper_tables,
     table1_alpaca,
     table2_belebele,
@@ -188,3 +189,22 @@ def test_fidelity_table_and_which_tables_apply():
         "Language fidelity (beyond the paper)",
     ]
     assert len(paper_tables(grid_rows())) == 5  # all but fidelity
+
+
+def test_nll_reduction_table_and_labels():
+    """Per-token vs per-sequence NLL for SFT and CLO; the main tables keep the per-token runs."""
+    rows = [row("base", None, "fidelity", "target", "response_pass_rate", 0.10, 0.04, 50, nll_reduction=None)]
+    for method, red, value in (("sft", "token", 0.40), ("sft", "sequence", 0.46), ("clo", "token", 0.52),
+                               ("clo", "sequence", 0.70)):
+        rows.append(row(method, 48, "fidelity", "target", "response_pass_rate", value, 0.07, 50, nll_reduction=red))
+    lines = parse_md(nll_reduction_table(rows))
+    assert [(r["Method"], r["NLL reduction"], r["Target"]) for r in lines] == [
+        ("SFT", "per token", "40.0 ± 7.0"),
+        ("SFT", "per sequence (Eq. 9)", "46.0 ± 7.0"),
+        ("CLO", "per token", "52.0 ± 7.0"),
+        ("CLO", "per sequence (Eq. 9)", "70.0 ± 7.0"),
+    ]
+    table = fidelity_table(rows)
+    assert _line(table, Method="CLO (NLL summed per sequence)")["Target response"] == "70.0 ± 7.0"
+    assert _line(table, Method="CLO")["Target response"] == "52.0 ± 7.0"
+    assert nll_reduction_table(demo_rows()) is None

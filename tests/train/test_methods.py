@@ -5,12 +5,15 @@ import math
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from langshift import models
 from langshift.records import Record, save_records
 from langshift.train.config import TrainConfig
-from langshift.train.recipe import train
+from langshift.train.encode import Encoder
+from langshift.train.recipe import load_splits, train
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,59 @@ def test_activation_checkpointing_gives_the_same_steps(tmp_path, tiny_llama, rec
                        activation_checkpointing=gc)) for gc in (False, True)]
     plain, checkpointed = ([m["loss"] for m in _metrics(out) if "loss" in m] for out in runs)
     assert len(plain) == 2 and plain == pytest.approx(checkpointed, abs=1e-5)
-    import yaml
-
     stage = yaml.safe_load((runs[1] / "config.yaml").read_text())["stages"][0]
     assert stage["micro_batch_size"] == 1 and stage["gradient_accumulation"] == 3
+
+
+@pytest.mark.parametrize("pref_loss", ["ipo", "simpo", "orpo"])
+def test_clo_over_another_pair_loss_trains_with_the_same_metrics(tmp_path, tiny_llama, records, pref_loss):
+    base = dict(method="clo", trainable="full", epochs=4, eval_steps=4)
+    out = train(_cfg(tmp_path, tiny_llama, records, pref_loss=pref_loss, **base))
+    rows = [m for m in _metrics(out) if "loss" in m]
+    assert rows[-1]["loss"] < rows[0]["loss"], [m["loss"] for m in rows]
+    # metrics.jsonl reads the same whatever the loss: the keys of a sigmoid run's first line
+    sigmoid = [m for m in _metrics(train(_cfg(tmp_path / "sigmoid", tiny_llama, records, method="clo", max_steps=1)))
+               if "loss" in m][0]
+    assert set(rows[0]) == set(sigmoid) and set(rows[0]["tgt"]) == set(sigmoid["tgt"]) == {
+        "reward_chosen", "reward_rejected", "margin", "accuracy"}
+
+
+def test_ipo_first_step_is_its_equation(tmp_path, tiny_llama, records):
+    """Policy = reference at step 0: every IPO pair gives (0 - 1/(2 beta))^2, so L_CL = 2 / (4 beta^2)."""
+    out = train(_cfg(tmp_path, tiny_llama, records, method="clo", lam=0.0, pref_loss="ipo", beta=0.2, max_steps=1))
+    assert _metrics(out)[0]["loss"] == pytest.approx(2 / (4 * 0.2**2), rel=1e-5)  # 12.5
+
+
+@pytest.mark.parametrize("ref", ["precompute", "on-the-fly"])
+def test_reference_free_run_builds_no_reference(tmp_path, tiny_llama, records, monkeypatch, ref):
+    """simpo reads no pi_ref: no reference pass, no cache file, no frozen copy, one model loaded."""
+    from langshift.train import recipe
+
+    def never(*a, **kw):
+        raise AssertionError("a reference-free run touched the reference machinery")
+
+    for name in ("reference_logps", "ReferenceCache", "frozen_copy", "attach_reference"):
+        monkeypatch.setattr(recipe, name, never)
+    loads = []
+    real_load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
+    out = train(_cfg(tmp_path, tiny_llama, records, method="clo", pref_loss="simpo", max_steps=2, ref=ref))
+    assert len(loads) == 1
+    assert not (tmp_path / "cache").exists()  # _cfg's cache_dir: never created
+    assert [m["step"] for m in _metrics(out) if "loss" in m] == [1, 2]
+
+
+def test_nll_reduction_sequence_first_step_is_eq_9(tmp_path, tiny_llama, records):
+    """lambda = 1: the first loss is the NLL alone; 'sequence' (summed per sequence) exceeds 'token' by
+    about the mean target length, and both are recorded in config.yaml."""
+    token = train(_cfg(tmp_path / "t", tiny_llama, records, method="clo", lam=1.0, max_steps=1, batch_size=9))
+    seq = train(_cfg(tmp_path / "s", tiny_llama, records, method="clo", lam=1.0, max_steps=1, batch_size=9,
+                     nll_reduction="sequence"))
+    tok = models.load_tokenizer(models.resolve_model(str(tiny_llama)))
+    encoder = Encoder(tok, models.chat_format(tok), 3000)
+    train_records, _ = load_splits(_cfg(tmp_path, tiny_llama, records))
+    lengths = [len(s.ids) - s.prompt_len for s in (encoder.encode(r)["tgt_chosen"] for r in train_records)]
+    first_token, first_seq = (_metrics(o)[0]["loss"] for o in (token, seq))
+    # sum over the batch = token-mean x tokens = sequence-mean x sequences
+    assert first_seq * len(lengths) == pytest.approx(first_token * sum(lengths), rel=1e-4)
+    assert yaml.safe_load((seq / "config.yaml").read_text())["config"]["nll_reduction"] == "sequence"

@@ -1,4 +1,5 @@
-"""Peer check: our `dpo_loss` on our log-probs equals TRL's `DPOTrainer` loss on the same model and batch.
+"""Peer check: our DPO and IPO pair losses on our log-probs equal TRL's `DPOTrainer` loss (loss_type
+"sigmoid", "ipo") on the same model and batch.
 
 TRL gets plain-text triplets (prompt = our chat-format prompt text, chosen/rejected = response + the
 turn-closing text) and tokenizes them itself; we first assert that its token ids are exactly our
@@ -18,7 +19,8 @@ from langshift.records import Record
 from langshift.testing.tiny import make_tiny_model
 from langshift.train.encode import Encoder
 from langshift.train.logps import plan_layout, sequence_logps
-from langshift.train.objectives import METHODS, Hyper, dpo_loss, pair_stats
+from langshift.train.objectives import METHODS, Hyper
+from langshift.train.preference import Pairs, pair_stats, sigmoid_loss
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
@@ -80,8 +82,8 @@ def _our_logps(model, pairs):
     return logps.view(-1, 2).unbind(1)
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
+@pytest.mark.parametrize(("family", "loss_type"), [("llama", "sigmoid"), ("gpt2", "sigmoid"), ("llama", "ipo")])
+def test_dpo_loss_matches_trl(family, loss_type, tiny_llama, tiny_gpt2, tmp_path):
     from trl import DPOConfig, DPOTrainer
 
     policy_dir = {"llama": tiny_llama, "gpt2": tiny_gpt2}[family]
@@ -103,7 +105,7 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
         activation_checkpointing=False,
         report_to="none",
         max_length=None,
-        loss_type="sigmoid",
+        loss_type=loss_type,
     )
     trainer = DPOTrainer(
         model=models.load(str(policy_dir))[0],
@@ -128,11 +130,13 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
     # --- ours: the engine's layout on each model (prompts shared, rows packed), then the pure loss function
     pi_w, pi_l = _our_logps(policy, pairs)
     ref_w, ref_l = _our_logps(ref, pairs)
-    ours = dpo_loss(pi_w, pi_l, ref_w, ref_l, BETA).mean().item()
-    stats = {k: v.item() for k, v in pair_stats(pi_w, pi_l, ref_w, ref_l, BETA).items()}
-
-    assert abs(ours - math.log(2)) > 1e-2, "policy and reference too close: the check would be trivial"
-    assert ours == pytest.approx(trl_loss, abs=1e-4)
+    n_tok = torch.tensor([[len(w.ids) - w.prompt_len, len(rej.ids) - rej.prompt_len] for w, rej in pairs])
+    pairs_t = Pairs(pi_w, pi_l, ref_w, ref_l, n_tok[:, 0], n_tok[:, 1])
+    stats = {k: v.item() for k, v in pair_stats(pairs_t, BETA, loss_type).items()}
+    if loss_type == "sigmoid":
+        ours = sigmoid_loss(pairs_t, BETA, 0.0).mean().item()
+        assert abs(ours - math.log(2)) > 1e-2, "policy and reference too close: the check would be trivial"
+        assert ours == pytest.approx(trl_loss, abs=1e-4)
     assert stats["reward_chosen"] == pytest.approx(trl_metrics["rewards/chosen"], abs=1e-4)
     assert stats["reward_rejected"] == pytest.approx(trl_metrics["rewards/rejected"], abs=1e-4)
     assert stats["margin"] == pytest.approx(trl_metrics["rewards/margins"], abs=1e-4)
@@ -144,9 +148,9 @@ def test_dpo_loss_matches_trl(family, tiny_llama, tiny_gpt2, tmp_path):
     method_loss, method_metrics = METHODS["dpo"].objective(
         torch.stack([pi_w, pi_l], 1),
         torch.stack([ref_w, ref_l], 1),
-        torch.tensor([[len(w.ids) - w.prompt_len, len(rej.ids) - rej.prompt_len] for w, rej in pairs]),
+        n_tok,
         ["en", "tgt"] * len(RECORDS),
-        Hyper(lam=0.5, beta=BETA, nll_on="target"),
+        Hyper(lam=0.5, beta=BETA, nll_on="target", pref_loss=loss_type),
     )
     assert method_loss.item() == pytest.approx(trl_loss, abs=1e-4)
     both_sides = (method_metrics["en/reward_chosen"] + method_metrics["tgt/reward_chosen"]).item() / 2

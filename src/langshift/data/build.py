@@ -155,6 +155,18 @@ def _group(r: Record) -> str:
     return str(r.meta.get("prompt_id") or r.id)
 
 
+def translate_texts(texts: list[str], lang: str, translator: Translator, cache_path: str | os.PathLike,
+                    max_chars: int = 400) -> tuple[list[str], dict]:
+    """English `texts` in `lang`: each segmented (markdown and code kept), its segments translated through
+    the SQLite cache (`translate_segments`), and reassembled."""
+    segmented = [segment(t, max_chars) for t in texts]
+    all_segs = [s for seg in segmented for s in seg.segments]
+    with TranslationCache(cache_path) as cache:
+        table, stats = translate_segments(all_segs, translator, get_language(lang).code, cache,
+                                          max(1, translator.batch_size) * 8)
+    return [seg.reassemble([table[s] for s in seg.segments]) for seg in segmented], {"segments": len(all_segs), **stats}
+
+
 def split_by_group(records: list[Record], val_size: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Validation = whole prompt groups (meta.prompt_id, else the id), shuffled with `seed`: two replies to
     one oasst1 prompt never straddle the split."""
@@ -212,14 +224,10 @@ def build_dataset(
     if translator.backend == "precomputed":
         tgt = [_precomputed(r, target.code, rows_file) for r in rows]
     else:
-        segmented = [(segment(r["en_prompt"], max_chars), segment(r["en_response"], max_chars)) for r in rows]
-        all_segs = [s for pair in segmented for seg in pair for s in seg.segments]
-        stats["segments"] = len(all_segs)
-        chunk = max(1, translator.batch_size) * 8
-        with TranslationCache(cache_path or out / "translation_cache.sqlite") as cache:
-            table, seg_stats = translate_segments(all_segs, translator, target.code, cache, chunk)
+        texts, seg_stats = translate_texts([t for r in rows for t in (r["en_prompt"], r["en_response"])], target.code,
+                                           translator, cache_path or out / "translation_cache.sqlite", max_chars)
         stats.update(seg_stats)
-        tgt = [tuple(seg.reassemble([table[s] for s in seg.segments]) for seg in pair) for pair in segmented]
+        tgt = list(zip(texts[0::2], texts[1::2], strict=True))
 
     described = translator.describe()
     records = [

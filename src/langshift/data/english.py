@@ -225,12 +225,14 @@ def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.exists():
         raise InputError(path, "file not found")
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with opener(path, "rb") as f:  # bytes: a line that is not UTF-8 is named, not a decoder traceback
         for i, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.decode("utf-8-sig" if i == 1 else "utf-8"))
+            except UnicodeDecodeError as e:
+                raise InputError(path, f"invalid UTF-8 (byte {e.start + 1} of the line)", line=i) from None
             except json.JSONDecodeError as e:
                 raise InputError(path, f"invalid JSON ({e.msg} at column {e.colno})", line=i) from None
             if not isinstance(obj, dict):

@@ -49,6 +49,13 @@ class FilterConfig:
     detector: str = "lingua"  # "lingua" | "cld2" | "none"
     loop_repeats: int = 4
     loop_min_chars: int = 12
+    checks: tuple[str, ...] = REASONS  # the checks that reject a record (a subset of REASONS)
+
+    def __post_init__(self):
+        unknown = set(self.checks) - set(REASONS)
+        if unknown:
+            raise ValueError(f"unknown filter check(s) {sorted(unknown)}; known: {', '.join(REASONS)}")
+        self.checks = tuple(self.checks)
 
 
 @dataclass
@@ -137,7 +144,11 @@ def loop_length(text: str, repeats: int = 4) -> int:
 
 
 def field_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
-    """The checks one translated field fails (empty list: it passes)."""
+    """The enabled checks (`cfg.checks`) one translated field fails (empty list: it passes)."""
+    return [r for r in _all_reasons(en, tgt, lang, cfg) if r in cfg.checks]
+
+
+def _all_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
     if not tgt.strip():
         return ["empty"] if en.strip() else []
     en_p, tgt_p = prose(en), prose(tgt)
@@ -146,7 +157,7 @@ def field_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
     reasons = []
     if len(en_p.split()) >= 3 and is_copy(en_p, tgt_p, cfg.copy_similarity):
         reasons.append("untranslated")
-    if cfg.detector != "none" and _letters(tgt_p) >= cfg.min_lid_letters:
+    if cfg.detector != "none" and "wrong_language" in cfg.checks and _letters(tgt_p) >= cfg.min_lid_letters:
         found = detect_language(tgt_p[:LID_MAX_CHARS], cfg.detector)
         if found is not None and found != get_language(lang).code:
             reasons.append("wrong_language")

@@ -81,16 +81,10 @@ class Translator:
 def make_translator(backend: str, **options) -> Translator:
     """`options` that are None are ignored, so CLI flags left unset fall back to each backend's default."""
     options = {k: v for k, v in options.items() if v is not None}
-    classes = {
-        "hf": HFTranslator,
-        "ctranslate2": CT2Translator,
-        "openai": OpenAITranslator,
-        "precomputed": PrecomputedTranslator,
-    }
-    if backend not in classes:
-        raise ValueError(f"unknown translator {backend!r}; one of {sorted(classes)}")
+    if backend not in TRANSLATORS:
+        raise ValueError(f"unknown translator {backend!r}; one of {sorted(TRANSLATORS)}")
     try:
-        return classes[backend](**options)
+        return TRANSLATORS[backend](**options)
     except TypeError as e:
         raise ValueError(f"translator {backend!r}: {e}") from None
 
@@ -437,3 +431,11 @@ class PrecomputedTranslator(Translator):
             "the precomputed translator translates nothing: the rows must hold "
             "tgt_prompt/tgt_response (or translations[lang])"
         )
+
+
+TRANSLATORS: dict[str, type[Translator]] = {
+    "hf": HFTranslator,
+    "ctranslate2": CT2Translator,
+    "openai": OpenAITranslator,
+    "precomputed": PrecomputedTranslator,
+}

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from langshift.eval.stats import metric_value
-from langshift.files import InputError, iter_jsonl, stable_hash, write_jsonl
+from langshift.files import InputError, iter_jsonl, read_json, stable_hash, write_jsonl
 from langshift.languages import get_language
 from langshift.llm_client import ChatClient, LLMError
 from langshift.progress import progress_bar
@@ -458,9 +458,10 @@ def run_task(ctx, lang: str) -> dict:
     judge = cfg.judge
     client = ChatClient(base_url=judge.base_url, model=judge.model, api_key_env=judge.api_key_env or "",
                         concurrency=judge.concurrency)
+    ours = [r for r in ctx.responses[lang] if r.get("sample", 0) == 0]  # one response per prompt is judged
     got = judge_pairwise(
-        [{"id": r["id"], "instruction": r["prompt"]} for r in ctx.responses[lang]],
-        {r["id"]: r["response"] for r in ctx.responses[lang]},
+        [{"id": r["id"], "instruction": r["prompt"]} for r in ours],
+        {r["id"]: r["response"] for r in ours},
         {k: v["response"] for k, v in baseline.items()},
         lang, client, cache_path=ctx.out / "judge_cache.sqlite",
         model_a=cfg.model_name or Path(cfg.model).name, model_b=cfg.baseline_name,
@@ -526,12 +527,7 @@ def _iter_rows(path: str | Path):
     """(line, row) from JSONL, or (index, row) from a JSON list (alpaca_eval's output format)."""
     path = Path(path)
     if path.suffix == ".json":
-        if not path.exists():
-            raise InputError(path, "file not found")
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(path, f"invalid JSON ({e.msg})", line=e.lineno) from None
+        rows = read_json(path)
         if not isinstance(rows, list):
             raise InputError(path, "expected a JSON list of objects")
         for i, row in enumerate(rows, start=1):
@@ -544,9 +540,12 @@ def _iter_rows(path: str | Path):
 
 def load_outputs(path: str | Path) -> dict[str, dict]:
     """id -> {"prompt", "response"} from our responses JSONL ({"id","prompt","response"}) or alpaca_eval's
-    JSON ({"instruction","output"}; id = hash of the instruction when absent)."""
-    out = {}
+    JSON ({"instruction","output"}; id = hash of the instruction when absent). Of k sampled responses
+    to one prompt ("sample" 0..k-1), the first is the one judged."""
+    out, lines = {}, {}
     for line, row in _iter_rows(path):
+        if row.get("sample", 0) != 0:
+            continue
         prompt = _pick(row, ("prompt", "instruction"))
         response = row.get("response", row.get("output"))
         if not isinstance(response, str):
@@ -554,5 +553,7 @@ def load_outputs(path: str | Path) -> dict[str, dict]:
         if "id" not in row and not isinstance(prompt, str):
             raise InputError(path, "needs an 'id' or the prompt text", line=line, field="id")
         rid = str(row["id"]) if "id" in row else stable_hash(prompt)
-        out[rid] = {"prompt": prompt, "response": response}
+        if rid in out:  # which of two answers would be judged is not ours to guess
+            raise InputError(path, f"duplicate id {rid!r} (first at line {lines[rid]})", line=line, field="id")
+        out[rid], lines[rid] = {"prompt": prompt, "response": response}, line
     return out

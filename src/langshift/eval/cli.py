@@ -8,19 +8,20 @@ two commands that read response files, of the models below), declared once.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 from pydantic import Field
 
-from langshift.cli_support import user_errors
+from langshift.cli_support import ErrorBoundary
 from langshift.eval.config import EvalConfig, JudgeConfig, LangCode
-from langshift.files import InputError, write_json
+from langshift.eval.langid import BACKENDS
+from langshift.files import InputError, check_output_dir, check_output_file, read_json, write_json
 from langshift.options import Options, cli_command, subset
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(cls=ErrorBoundary, no_args_is_help=True, add_completion=False, help=__doc__)
 
 ON_ONE_MODEL = ("model", "gguf_file", "lang", "out", "limit", "batch_size", "dtype", "device")
 BelebeleOptions = subset(EvalConfig, "BelebeleOptions", (*ON_ONE_MODEL, "belebele"))
@@ -34,7 +35,7 @@ GenerateOptions = subset(EvalConfig, "GenerateOptions", ("model", "gguf_file", "
 def save_results(out: Path, task: str, lang: str, model: str, result: dict) -> Path:
     """Merge `result` into `out/results.json` as `results[task][lang]`, keeping what other commands wrote."""
     path = Path(out) / "results.json"
-    merged = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    merged = read_json(path) if path.exists() else {}
     merged.setdefault("model", model)
     merged.setdefault(task, {})[lang] = result
     return write_json(path, merged)
@@ -46,7 +47,7 @@ def _one_task(task_name: str, options: Options) -> dict:
     from langshift.eval.tasks import TASKS, TaskContext
 
     cfg = EvalConfig.parse({**options.model_dump(), "tasks": [task_name], "english": False}, source="command line")
-    out = Path(cfg.out)
+    out = check_output_dir(cfg.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = TASKS[task_name].run(TaskContext(cfg=cfg, out=out, model=LazyModel(cfg)), cfg.lang)
@@ -61,7 +62,6 @@ def _summary(result: dict, metric: str) -> str:
 
 
 @app.command()
-@user_errors
 @cli_command(BelebeleOptions, rename={"belebele": "--data"})
 def belebele(given: dict):
     """BELEBELE accuracy by log-likelihood of the option labels (Table 7 templates)."""
@@ -71,7 +71,6 @@ def belebele(given: dict):
 
 
 @app.command()
-@user_errors
 @cli_command(MmmluOptions, rename={"mmmlu": "--data", "mmmlu_sample": "--sample",
                                    "mmmlu_max_new_tokens": "--max-new-tokens", "mmmlu_retries": "--retries"})
 def mmmlu(given: dict):
@@ -84,7 +83,6 @@ def mmmlu(given: dict):
 
 
 @app.command()
-@user_errors
 @cli_command(GenerateOptions, rename={"generation_backend": "--backend"})
 def generate(
     given: dict,
@@ -96,14 +94,10 @@ def generate(
 ):
     """Sample responses with the chat format used in training (top-p 0.9, temperature 0.6)."""
     from langshift.eval.generate import generate_responses
-    from langshift.files import iter_jsonl
 
     options = GenerateOptions.parse(given, source="command line")
-    rows = []
-    for line, row in iter_jsonl(prompts):
-        if not isinstance(row.get(field), str) or not row[field].strip():
-            raise InputError(prompts, "missing or empty prompt text", line=line, field=field)
-        rows.append({"id": str(row.get(id_field, line)), "prompt": row[field]})
+    check_output_file(out, "--out")
+    rows = _prompt_rows(prompts, field, id_field)
     rows = rows[: options.limit] if options.limit else rows
     if options.generation_backend == "vllm":
         from langshift.models import load_tokenizer, resolve_model
@@ -121,23 +115,44 @@ def generate(
     typer.echo(f"{len(done)} responses in {out} ({time.perf_counter() - start:.1f} s)")
 
 
+def _prompt_rows(path: Path, field: str, id_field: str) -> list[dict]:
+    """{"id", "prompt"} of each line of a prompts file; a bad, repeated or missing prompt names its line."""
+    from langshift.files import iter_jsonl
+
+    rows, seen = [], {}
+    for line, row in iter_jsonl(path):
+        if not isinstance(row.get(field), str) or not row[field].strip():
+            raise InputError(path, "missing or empty prompt text", line=line, field=field)
+        rid = str(row.get(id_field, line))
+        if rid in seen:
+            raise InputError(path, f"duplicate id {rid!r} (first at line {seen[rid]})", line=line, field=id_field)
+        seen[rid] = line
+        rows.append({"id": rid, "prompt": row[field]})
+    if not rows:
+        raise InputError(path, "no prompts in this file")
+    return rows
+
+
+class FidelityOptions(Options):
+    responses: Path = Field(description='JSONL of {"prompt", "response"} lines (an "id" is optional).')
+    lang: LangCode = Field(description="The language the responses should be in.")
+    out: Path = Field(description="Output directory: results.json, fidelity.<lang>.jsonl.")
+    candidates: list[LangCode] | None = Field(None, min_length=1, description="Languages to choose among (default: all seven).")
+    backend: Literal[BACKENDS] = Field("lingua", description="Language identifier.")  # type: ignore[valid-type]
+
+
 @app.command()
-@user_errors
-def fidelity(
-    responses: Path = typer.Option(..., help='JSONL of {"prompt", "response"} lines (an "id" is optional).'),
-    lang: str = typer.Option(..., help="The language the responses should be in."),
-    out: Path = typer.Option(..., help="Output directory: results.json, fidelity.<lang>.jsonl."),
-    candidates: str = typer.Option(None, help="Comma-separated languages to choose among (default: all seven)."),
-    backend: str = typer.Option("lingua", help="lingua | cld2"),
-):
+@cli_command(FidelityOptions)
+def fidelity(given: dict):
     """Language fidelity: response-level and line-level (LPR) pass rates, no judge, no network."""
     from langshift.eval.fidelity import score_file
 
-    cands = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
-    r = score_file(responses, lang, out, candidates=cands, backend=backend)
-    save_results(out, "fidelity", r["lang"], str(responses), r)
+    o = FidelityOptions.parse(given, source="command line")
+    check_output_dir(o.out, "--out")
+    r = score_file(o.responses, o.lang, o.out, candidates=o.candidates, backend=o.backend)
+    save_results(o.out, "fidelity", r["lang"], str(o.responses), r)
     typer.echo(f"fidelity {r['lang']}: response pass {_summary(r, 'response_pass_rate')}, "
-               f"line pass {_summary(r, 'line_pass_rate')} -> {out / 'results.json'}")
+               f"line pass {_summary(r, 'line_pass_rate')} -> {o.out / 'results.json'}")
 
 
 class PairwiseOptions(Options):
@@ -153,7 +168,6 @@ class PairwiseOptions(Options):
 
 
 @app.command()
-@user_errors
 @cli_command(PairwiseOptions, nested={"judge": JudgeConfig},
              rename={"judge__max_tokens": "--max-tokens", "judge__concurrency": "--concurrency",
                      "judge__structured": "--structured"})
@@ -163,6 +177,7 @@ def alpaca(given: dict):
     from langshift.llm_client import ChatClient
 
     o = PairwiseOptions.parse(given, source="command line")
+    check_output_dir(o.out, "--out")
     outs_a, outs_b = load_outputs(o.a), load_outputs(o.b)
     if o.instructions:
         items = load_instructions(o.instructions, o.lang, limit=o.limit)
@@ -187,12 +202,11 @@ def alpaca(given: dict):
 
 
 @app.command("run")
-@user_errors
 @cli_command(EvalConfig, nested={"judge": JudgeConfig})
 def run_suite(given: dict, config: Path = typer.Option(None, help="YAML/JSON with EvalConfig fields; flags override it.")):
     """The whole suite for one model and language: results.json, report.md, results.png."""
     from langshift.eval.suite import evaluate
-    from langshift.experiment.config import read_yaml
+    from langshift.options import read_yaml
 
     values = read_yaml(config) if config else {}
     judge = {**(values.get("judge") or {}), **given.pop("judge", {})}
@@ -200,5 +214,6 @@ def run_suite(given: dict, config: Path = typer.Option(None, help="YAML/JSON wit
     if judge:
         values["judge"] = judge
     cfg = EvalConfig.parse(values, source=str(config) if config else "command line")
+    check_output_dir(cfg.out, "--out")
     state = evaluate(cfg)
     typer.echo(f"{', '.join(state['meta']['tasks'])} done -> {Path(cfg.out) / 'report.md'}")

@@ -3,12 +3,14 @@ and the single-benchmark commands all read these fields."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from langshift.eval.tasks import TASKS
 from langshift.languages import canonical_code
+from langshift.model_ref import ModelRef, looks_local
 from langshift.options import Options
 
 TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
@@ -33,16 +35,19 @@ class EvalSettings(Options):
     tasks: list[TaskName] = Field(list(TASKS), min_length=1, description="Tasks to run.")
     english: bool = Field(True, description="Also evaluate in English (the paper's 'English' rows).")
     prompts: str | None = Field(None, description="Open prompts JSONL (default: the packaged demo prompts).")
+    prompts_limit: int | None = Field(None, ge=1, description="Open prompts per language (default: limit).")
+    samples: int = Field(1, ge=1, description="Responses sampled per open prompt; a prompt's pass rate over them is the unit.")
+    heldout: str | None = Field(None, description="Held-out quadruples for langpref/heldout_nll (default: the packaged demo pairs).")
     belebele: str = Field("facebook/belebele", description="BELEBELE hub id or local JSONL in its schema.")
     mmmlu: str = Field("openai/MMMLU", description="MMMLU hub id (English: MMLU) or local JSONL in its schema.")
     limit: int | None = Field(None, ge=1, description="Items per task and language.")
     mmmlu_sample: int | None = Field(None, ge=1, description="MMMLU items stratified by subject.")
-    max_new_tokens: int = Field(256, ge=1, description="Longest open-prompt response, in tokens.")
+    max_new_tokens: int = Field(256, ge=1, description="Longest response to an open prompt, in tokens.")
     mmmlu_max_new_tokens: int | None = Field(None, ge=1, description="Longest MMMLU response (default: MMMLU's own).")
     mmmlu_retries: int = Field(3, ge=0, description="MMMLU regenerations when no answer can be extracted (paper: 3).")
     temperature: float = Field(0.6, ge=0, description="Sampling temperature (paper: 0.6; 0 = greedy).")
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass (paper: 0.9).")
-    seed: int = Field(0, ge=0, description="Sampling seed (and the MMMLU sample's).")
+    seed: int = Field(0, ge=0, description="Seed of sampling (and of the MMMLU subject sample).")
     batch_size: int = Field(8, ge=1, description="Prompts or questions per forward pass.")
     same_language_system: bool = Field(False, description="Add the 'answer in the same language' system prompt (App. F).")
     generation_backend: Literal["hf", "vllm"] = Field("hf", description="Generation backend.")
@@ -57,15 +62,26 @@ class EvalSettings(Options):
     def _comma_separated(cls, value):
         return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
 
+    @field_validator("prompts", "heldout", "belebele", "mmmlu")
+    @classmethod
+    def _local_file_exists(cls, value):
+        """A local data file that is not there is said now, not after the model has loaded (a hub id, or a
+        name like 'demo' or 'alpaca_eval', is left to the loader)."""
+        if value and (looks_local(value) or value.endswith((".jsonl", ".json", ".gz"))) \
+                and not Path(value).expanduser().exists():
+            raise ValueError(f"file not found: {value}")
+        return value
+
 
 class EvalConfig(EvalSettings):
     """One model, one target language (and English)."""
 
-    model: str = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
+    model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
     lang: LangCode = Field(description="Target language.")
     out: str = Field(description="Output directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside --model (a hub repo or directory).")
     baseline_responses: str | None = Field(None, description="A baseline run's directory (responses.<lang>.jsonl).")
+    train_data: str | None = Field(None, description="Records the model was trained on: held-out pairs that overlap them are refused.")
     model_name: str | None = Field(None, description="Name of the model in reports (default: its directory name).")
     baseline_name: str = Field("baseline", description="Name of the baseline in reports.")
 

@@ -99,10 +99,12 @@ def sample(
     temperature: float = 0.6,
     top_p: float = 0.9,
     stop_text=None,
+    on_token=None,
 ) -> list[list[int]]:
     """New token ids per row of `prefix` (a stop token, when one ends the row, included). Consumes
     `prefix.cache`. `stop_text(tokens) -> bool`, when given, also ends a row (a turn end that is
-    several tokens)."""
+    several tokens). `on_token(row, tokens)`, when given, sees each row's tokens so far after every
+    step that extended it (streaming: `langshift chat` prints replies as they are decoded)."""
     rows = prefix.mask.shape[0]
     out: list[list[int]] = [[] for _ in range(rows)]
     if max_new_tokens <= 0 or rows == 0:
@@ -115,6 +117,8 @@ def sample(
         done = torch.isin(token, stops)
         for i, (row, t) in enumerate(zip(live.tolist(), token.tolist(), strict=True)):
             out[row].append(t)
+            if on_token is not None:
+                on_token(row, out[row])
             if stop_text is not None and not done[i] and stop_text(out[row]):
                 done[i] = True
         if n == max_new_tokens - 1 or bool(done.all()):

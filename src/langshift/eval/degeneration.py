@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 
 from langshift.data.filters import FilterConfig, loop_length, normalized_words
 from langshift.data.segment import prose
-from langshift.eval.stats import mean_stderr
+from langshift.eval.stats import item_values, metric_value
+from langshift.files import write_jsonl
 
 # The data filters' loop: a unit repeated 4 times back to back, covering at least 12 characters
 # (shorter runs are real words: "aaah", Swahili reduplication "polepole" is 2 repeats).
@@ -100,9 +101,28 @@ def score_degeneration(rows: Sequence[dict]) -> list[dict]:
 
 
 def summarize(items: Sequence[dict]) -> dict:
-    """`{"rate", "rate_stderr", "n", "reasons": {reason: count}}`: the share of degenerate responses."""
+    """The task result: the share of degenerate responses and of fluent passes (right language, not
+    degenerate; present when the items carry `fluent_pass`), per prompt over its k samples, and the
+    count of each reason."""
     if not items:
         raise ValueError("no responses to summarize")
-    rate, stderr = mean_stderr(float(it["degenerate"]) for it in items)
     counts = Counter(it["reason"] for it in items if it["reason"])
-    return {"rate": rate, "rate_stderr": stderr, "n": len(items), "reasons": {r: counts[r] for r in REASONS}}
+    metrics = {"degenerate_rate": metric_value(item_values(items, "degenerate").values())}
+    if any("fluent_pass" in it for it in items):
+        metrics["fluent_pass_rate"] = metric_value(item_values(items, "fluent_pass").values())
+    return {"metrics": metrics, "reasons": {r: counts[r] for r in REASONS}}
+
+
+def run_task(ctx, lang: str) -> dict:
+    """The `degeneration` task: the suite's responses in `lang`, each checked for a loop, an echo or
+    nothing, and joined with fidelity's verdict on its language; items to `degeneration.<lang>.jsonl`."""
+    from langshift.eval.fidelity import items_for
+
+    rows = ctx.responses[lang]
+    items = score_degeneration(rows)
+    for item, row, verdict in zip(items, rows, items_for(ctx, lang), strict=True):
+        if "sample" in row:
+            item["sample"] = row["sample"]
+        item["fluent_pass"] = bool(verdict["response_pass"]) and not item["degenerate"]
+    write_jsonl(ctx.out / f"degeneration.{lang}.jsonl", items)
+    return {**summarize(items), "lang": lang}

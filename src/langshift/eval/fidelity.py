@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from langshift.eval import langid
-from langshift.eval.stats import metric_value
+from langshift.eval.stats import item_values, metric_value
 from langshift.files import InputError, file_hash, iter_jsonl, write_jsonl
 from langshift.languages import get_language
 
@@ -85,11 +85,12 @@ def fidelity_items(
     flat = [line for lines in per_row for line in lines]
     flat_langs = iter(langid.detect_many(flat, codes, backend=backend))
     items = []
-    for row, detected, lines in zip(rows, whole, per_row, strict=True):
+    for i, (row, detected, lines) in enumerate(zip(rows, whole, per_row, strict=True)):
         line_langs = [next(flat_langs) for _ in lines]
         items.append(
             {
-                "id": row.get("id"),
+                "id": row.get("id", f"row-{i}"),  # rows without ids are items of their own
+                **({"sample": row["sample"]} if "sample" in row else {}),
                 "detected": detected,
                 "response_pass": detected == lang,
                 "counted_lines": len(lines),
@@ -102,17 +103,20 @@ def fidelity_items(
 
 
 def summarize(items: Sequence[dict], lang: str) -> dict:
-    """The three rates (`metrics`, each value/stderr/n), plus what the responses were detected as."""
+    """The three rates (`metrics`, each value/stderr/n), plus what the responses were detected as.
+
+    The unit is the prompt: with k sampled responses per prompt (rows sharing an id), a prompt's pass
+    rate is passes / k, and n counts prompts."""
     code = get_language(lang).code
-    lpr = [float(it["line_pass"]) for it in items if it["line_pass"] is not None]
+    lpr = item_values(items, "line_pass")
     return {
         "metrics": {
-            "response_pass_rate": metric_value(float(it["response_pass"]) for it in items),
-            "line_pass_rate": metric_value(lpr),
+            "response_pass_rate": metric_value(item_values(items, "response_pass").values()),
+            "line_pass_rate": metric_value(lpr.values()),
             "line_accuracy": metric_value(float(x == code) for it in items for x in it["line_langs"]),
         },
         "lang": code,
-        "line_excluded": len(items) - len(lpr),
+        "line_excluded": len({it["id"] for it in items}) - len(lpr),
         "detected_as": dict(Counter(it["detected"] or "none" for it in items).most_common()),
     }
 
@@ -127,12 +131,16 @@ def score_fidelity(
 
 def read_responses(path: str | Path) -> list[dict]:
     """`{"prompt","response"}` lines (an "id" is optional); bad lines raise file:line:field errors."""
-    rows = []
+    rows, seen = [], {}
     for line, row in iter_jsonl(path):
         for field in ("prompt", "response"):
             if not isinstance(row.get(field), str):
                 what = "missing" if field not in row else f"must be a string, got {type(row[field]).__name__}"
                 raise InputError(path, what, line=line, field=field)
+        key = (str(row.get("id", f"line-{line}")), row.get("sample", 0))  # k samples of a prompt share its id
+        if key in seen:
+            raise InputError(path, f"duplicate id {key[0]!r} (first at line {seen[key]})", line=line, field="id")
+        seen[key] = line
         rows.append(
             {"id": row.get("id", f"line-{line}"), "prompt": row["prompt"], "response": row["response"]}
         )
@@ -162,8 +170,17 @@ def score_file(
     return summary
 
 
+def items_for(ctx, lang: str) -> list[dict]:
+    """Per-response verdicts of the suite's responses in `lang`, computed once per evaluation (the
+    degeneration task reads them too)."""
+    key = ("fidelity_items", lang)
+    if key not in ctx.cache:
+        ctx.cache[key] = fidelity_items(ctx.responses[lang], lang)
+    return ctx.cache[key]
+
+
 def run_task(ctx, lang: str) -> dict:
     """The `fidelity` task: score the suite's responses in `lang`; items to `fidelity.<lang>.jsonl`."""
-    scored = score_fidelity(ctx.responses[lang], lang)
-    write_jsonl(ctx.out / f"fidelity.{lang}.jsonl", scored.pop("items"))
-    return scored
+    items = items_for(ctx, lang)
+    write_jsonl(ctx.out / f"fidelity.{lang}.jsonl", items)
+    return {**summarize(items, lang), "backend": langid.resolve_backend("lingua")}

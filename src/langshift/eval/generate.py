@@ -11,7 +11,9 @@ batch is seeded with `hash(seed, ids in the batch)`, so the same prompts with th
 same responses on CPU. A batch's rows are appended to `out_path` (JSONL) as soon as it finishes; a
 rerun skips ids already there and tolerates the torn last line a killed run leaves. (A resumed run
 forms different batches for what is left, so its samples are as valid but not bitwise those of an
-uninterrupted run.)
+uninterrupted run.) Each row carries `settings`, a short hash of everything besides the prompt and the
+model that shaped it (`generation_key`); a rerun reuses only rows with its own key and generates the
+others again, so a run with corrected settings never keeps answers made with the wrong ones.
 
 `backend="vllm"` sends the same token ids to vLLM (`model` is then a model path or a `vllm.LLM`);
 it is the path for real models at scale and needs `pip install vllm` and a GPU.
@@ -19,15 +21,29 @@ it is the path for real models at scale and needs `pip install vllm` and a GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import torch
 
 from langshift.eval.decode import prefill, sample
-from langshift.files import InputError, append_jsonl, drop_torn_tail, iter_jsonl, stable_hash
+from langshift.files import InputError, append_jsonl, drop_torn_tail, iter_jsonl, stable_hash, write_jsonl
 from langshift.models import chat_format, needs_bos
 from langshift.progress import progress_bar
+
+log = logging.getLogger("langshift")
+
+
+def generation_key(*, max_new_tokens: int, temperature: float, top_p: float, seed: int, system: str | None,
+                   backend: str, samples: int = 1, retries: int = 0) -> str:
+    """What a response depends on besides its prompt and the model, as the 12-character `settings` of
+    its row (regenerations count only when an `accept` check asks for them; greedy decoding, temperature
+    0, depends on neither seed nor top-p)."""
+    seed, top_p = (None, None) if temperature == 0 else (int(seed), float(top_p))
+    return stable_hash({"max_new_tokens": max_new_tokens, "temperature": float(temperature), "top_p": top_p,
+                        "seed": seed, "system": system, "backend": backend, "samples": samples,
+                        "retries": retries}, length=12)
 
 
 def generate_responses(
@@ -45,18 +61,27 @@ def generate_responses(
     backend: str = "hf",
     accept=None,
     retries: int = 0,
+    samples: int = 1,
 ) -> list[dict]:
     """Responses `{"id", "prompt", "response"}` for `prompts` (`{"id", "prompt"}`), in their order.
 
     With `accept(response) -> bool`, a rejected response is sampled again, up to `retries` times,
     from the batch's prefilled prompt cache; rows then also hold "attempts" (1 + regenerations).
+    With `samples` k > 1, each prompt gets k responses (rows also hold "sample": 0..k-1), sampled
+    together from the batch's one prefill: k times the rows in the decode loop, one pass over the prompt.
     """
     out_path = Path(out_path)
     _check_prompts(prompts)
+    _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
+                    samples=samples, retries=retries)
+    if (accept is not None or backend != "hf") and samples > 1:
+        raise ValueError("samples > 1 runs on the 'hf' backend, without regenerations")
     if accept is not None and backend != "hf":
         raise ValueError("regenerations (accept=...) run on the 'hf' backend only")
-    done = _load_done(out_path, prompts)
-    todo = [p for p in prompts if p["id"] not in done]
+    key = generation_key(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                         system=system, backend=backend, samples=samples, retries=retries if accept else 0)
+    done = _load_done(out_path, prompts, key)
+    todo = [p for p in prompts if any((p["id"], s) not in done for s in range(samples))]
     if todo:
         args = (
             model,
@@ -69,14 +94,15 @@ def generate_responses(
             seed,
             batch_size,
             system,
+            key,
         )
         if backend == "hf":
-            done.update(_generate_hf(*args, accept=accept, retries=retries))
+            done.update(_generate_hf(*args, accept=accept, retries=retries, samples=samples))
         elif backend == "vllm":
             done.update(_generate_vllm(*args))
         else:
             raise ValueError(f"unknown generation backend {backend!r}; use 'hf' or 'vllm'")
-    return [done[p["id"]] for p in prompts]
+    return [done[(p["id"], s)] for p in prompts for s in range(samples)]
 
 
 # ------------------------------------------------------------------------------------ bookkeeping
@@ -92,12 +118,31 @@ def _check_prompts(prompts: list[dict]) -> None:
         seen.add(p["id"])
 
 
-def _load_done(out_path: Path, prompts: list[dict]) -> dict:
-    """Rows already generated, by id. A torn last line is dropped from the file before we append."""
+def _check_settings(*, max_new_tokens, temperature, top_p, batch_size, samples, retries) -> None:
+    """Refuse settings that would write empty or meaningless responses, before anything is generated."""
+    checks = {"max_new_tokens": max_new_tokens >= 1, "temperature": temperature >= 0, "top_p": 0 < top_p <= 1,
+              "batch_size": batch_size >= 1, "samples": samples >= 1, "retries": retries >= 0}
+    wrong = [name for name, ok in checks.items() if not ok]
+    if wrong:
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                 "batch_size": batch_size, "samples": samples, "retries": retries}
+        raise ValueError("out of range: " + ", ".join(f"{n}={given[n]!r}" for n in wrong)
+                         + " (max_new_tokens, batch_size, samples >= 1; temperature >= 0; 0 < top_p <= 1)")
+
+
+def _load_done(out_path: Path, prompts: list[dict], key: str) -> dict:
+    """Rows already generated with these settings (`key`), by (id, sample). Rows made with other settings
+    are removed from the file, to be generated again; a torn last line is dropped before we append."""
     if not out_path.exists():
         return {}
     drop_torn_tail(out_path)
     rows = [row for _, row in iter_jsonl(out_path, skip_torn_tail=True)]
+    stale = sum(row.get("settings") != key for row in rows)
+    if stale:
+        log.warning("%s: %d response(s) were generated with other settings; they are generated again",
+                    out_path, stale)
+        rows = [row for row in rows if row.get("settings") == key]
+        write_jsonl(out_path, rows)  # one id, one row: readers of the file never see both versions
     wanted = {p["id"]: p["prompt"] for p in prompts}
     done = {}
     for row in rows:
@@ -108,7 +153,7 @@ def _load_done(out_path: Path, prompts: list[dict]) -> dict:
                     f"holds a response for id {row['id']!r} to a different prompt; write to a new file",
                     field="prompt",
                 )
-            done[row["id"]] = row
+            done[(row["id"], row.get("sample", 0))] = row
     return done
 
 
@@ -140,8 +185,8 @@ def _cut(text: str, end: str) -> str:
 
 
 def _generate_hf(
-    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system,
-    accept=None, retries=0,
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system, key,
+    accept=None, retries=0, samples=1,
 ):
     fmt = chat_format(tokenizer, system)
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
@@ -167,7 +212,10 @@ def _generate_hf(
             )
             torch.manual_seed(int(stable_hash(seed, [todo[i]["id"] for i in batch]), 16) % 2**63)
             prefix = prefill(model, input_ids, mask)
-            text, attempts, pending = {}, dict.fromkeys(range(len(batch)), 0), list(range(len(batch)))
+            if samples > 1:  # each prompt's row k times: k samples from one prefill, decoded together
+                prefix = prefix.select([r for r in range(len(batch)) for _ in range(samples)])
+            rows_now = len(batch) * samples
+            text, attempts, pending = {}, dict.fromkeys(range(rows_now), 0), list(range(rows_now))
             for _ in range(1 + (retries if accept else 0)):
                 part = prefix.select(pending) if accept and retries else prefix
                 new_tokens = sample(
@@ -185,12 +233,15 @@ def _generate_hf(
                 pending = [r for r in pending if accept is not None and not accept(text[r])]
                 if not pending:
                     break
-            for r, i in enumerate(batch):
-                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r]}
+            for r in range(len(batch) * samples):
+                i, s = batch[r // samples], r % samples
+                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r], "settings": key}
+                if samples > 1:
+                    row["sample"] = s
                 if accept is not None:
                     row["attempts"] = attempts[r]
                 append_jsonl(out_path, row)
-                rows[row["id"]] = row
+                rows[(row["id"], s)] = row
             bar.update(len(batch))
     return rows
 
@@ -199,7 +250,7 @@ def _generate_hf(
 
 
 def _generate_vllm(
-    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system, key
 ):
     try:
         from vllm import LLM, SamplingParams
@@ -222,7 +273,8 @@ def _generate_vllm(
             for p in part
         ]
         for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False), strict=True):
-            row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end)}
+            row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end),
+                   "settings": key}
             append_jsonl(out_path, row)
-            rows[row["id"]] = row
+            rows[(row["id"], 0)] = row
     return rows

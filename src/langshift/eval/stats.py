@@ -62,6 +62,22 @@ def metric_value(values: Iterable[float]) -> dict:
     return {"value": mean, "stderr": se, "n": len(xs)}
 
 
+def item_values(rows: Iterable[Mapping], field: str) -> dict[Hashable, float]:
+    """{item id: its value} from per-item rows. Rows that share an id are samples of one item (k responses
+    to one prompt): the item's value is their mean. A None value is no measurement (the metric excluded
+    that row); an item with none is left out."""
+    sums: dict[Hashable, list[float]] = {}
+    for row in rows:
+        value = row.get(field)
+        if value is not None:
+            sums.setdefault(row["id"], []).append(float(value))
+    return {item: sum(vs) / len(vs) for item, vs in sums.items()}
+
+
+class NoPairedItems(ValueError):
+    """Every item was excluded on one side or the other (e.g. no response had a line LPR counts)."""
+
+
 class MismatchedItems(ValueError):
     """The two sides were scored on different items: comparing them would silently use a subset."""
 
@@ -186,7 +202,7 @@ def paired_difference(
     pairs = [(_value(a[i]), _value(b[i])) for i in ids]
     kept = [(x, y) for x, y in pairs if x is not None and y is not None]
     if not kept:
-        raise ValueError(f"no item has a score on both sides ({len(ids)} items, all excluded)")
+        raise NoPairedItems(f"no item has a score on both sides ({len(ids)} items, all excluded)")
     d = np.array([x - y for x, y in kept])
     n = d.size
     rng = np.random.default_rng(seed)
@@ -225,7 +241,7 @@ def _common_items(
     A, B = _seed_matrix(a, ids, "A", reference), _seed_matrix(b, ids, "B", reference)
     keep = ~(np.isnan(A).any(axis=0) | np.isnan(B).any(axis=0))
     if not keep.any():
-        raise ValueError(f"no item has a score in every seed of both sides ({len(ids)} items)")
+        raise NoPairedItems(f"no item has a score in every seed of both sides ({len(ids)} items)")
     return A[:, keep], B[:, keep], int((~keep).sum())
 
 

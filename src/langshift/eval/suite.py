@@ -38,25 +38,37 @@ def load_prompts(
     source: str | os.PathLike | None, langs: list[str], default_lang: str, limit: int | None = None
 ) -> dict[str, list[dict]]:
     """{lang: [{"id","prompt"}]} from a JSONL of multilingual rows ({"id","en","sw",...}, the demo shape)
-    or of single prompts ({"id","prompt"}, with "lang" or else taken to be `default_lang`)."""
+    or of single prompts ({"id","prompt"}, with "lang" or else taken to be `default_lang`). An id may
+    appear once per language: its responses are stored and compared by id."""
     path = Path(source) if source else demo_prompts_path()
     out: dict[str, list[dict]] = {lang: [] for lang in langs}
+    seen: dict[tuple[str, str], int] = {}
+
+    def add(lang: str, rid: str, text: str, line: int) -> None:
+        if (lang, rid) in seen:
+            raise InputError(path, f"duplicate id {rid!r} in {lang!r} (first at line {seen[lang, rid]})", line=line,
+                             field="id")
+        seen[lang, rid] = line
+        if lang in out:
+            out[lang].append({"id": rid, "prompt": text})
+
     for line, row in iter_jsonl(path):
         rid = str(row.get("id", f"line-{line}"))
         if "prompt" in row:
             if not isinstance(row["prompt"], str):
                 raise InputError(path, "must be a string", line=line, field="prompt")
-            lang = get_language(row.get("lang") or default_lang).code
-            if lang in out:
-                out[lang].append({"id": rid, "prompt": row["prompt"]})
+            try:
+                lang = get_language(row.get("lang") or default_lang).code
+            except ValueError as e:
+                raise InputError(path, str(e), line=line, field="lang") from None
+            add(lang, rid, row["prompt"], line)
             continue
         texts = {get_language(k).code: v for k, v in row.items() if _is_lang(k) and isinstance(v, str)}
         if not texts:
             raise InputError(path, "needs 'prompt' or one text per language code ('en', 'sw', ...)", line=line,
                              field="prompt")
-        for lang in langs:
-            if lang in texts:
-                out[lang].append({"id": rid, "prompt": texts[lang]})
+        for lang, text in texts.items():
+            add(lang, rid, text, line)
     return {lang: rows[:limit] if limit else rows for lang, rows in out.items()}
 
 
@@ -70,13 +82,16 @@ def _is_lang(key: str) -> bool:
         return False
 
 
-def _complete(path: Path, prompts: list[dict]) -> list[dict] | None:
-    """The saved responses for exactly these prompts, or None if any is missing or differs."""
+def _complete(path: Path, prompts: list[dict], samples: int, key: str) -> list[dict] | None:
+    """The saved responses for exactly these prompts (each `samples` times, generated with the settings
+    `key` names), or None if any is missing, answers another prompt or was made with other settings."""
     if not path.exists():
         return None
-    saved = {row.get("id"): row for _, row in iter_jsonl(path, skip_torn_tail=True)}
-    rows = [saved.get(p["id"]) for p in prompts]
-    if any(r is None or r.get("prompt") != p["prompt"] for r, p in zip(rows, prompts, strict=True)):
+    saved = {(row.get("id"), row.get("sample", 0)): row for _, row in iter_jsonl(path, skip_torn_tail=True)}
+    rows = [saved.get((p["id"], s)) for p in prompts for s in range(samples)]
+    asked = [p["prompt"] for p in prompts for _ in range(samples)]
+    if any(r is None or r.get("prompt") != prompt or r.get("settings") != key
+           for r, prompt in zip(rows, asked, strict=True)):
         return None
     return rows
 
@@ -126,7 +141,7 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
     tasks = [t for t in tasks if t.name not in state["skipped"]]
     ctx = TaskContext(cfg=cfg, out=out, model=LazyModel(cfg))
     if any(t.needs_responses for t in tasks):
-        prompts = load_prompts(cfg.prompts, cfg.langs, cfg.lang, cfg.limit)
+        prompts = load_prompts(cfg.prompts, cfg.langs, cfg.lang, cfg.prompts_limit or cfg.limit)
         for lang in cfg.langs:
             if prompts[lang]:
                 ctx.responses[lang] = _responses(ctx, lang, prompts[lang], meta)
@@ -179,7 +194,7 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
     system = get_language(lang).same_language_instruction if cfg.same_language_system else None
     # Responses sampled with other settings must not be mixed in: the settings live next to the file.
     settings = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                "seed": cfg.seed, "system": system}
+                "seed": cfg.seed, "system": system, **({"samples": cfg.samples} if cfg.samples > 1 else {})}
     sidecar = out / f"responses.{lang}.settings.json"
     if path.exists() and sidecar.exists():
         before = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -187,14 +202,17 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
             changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v)
             raise ValueError(f"{path} was generated with other settings ({changed}); use a new output directory")
     write_json(sidecar, settings)
-    rows = _complete(path, prompts)
-    if rows is None:
-        from langshift.eval.generate import generate_responses
+    from langshift.eval.generate import generate_responses, generation_key
 
+    key = generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                         seed=cfg.seed, system=system, backend=cfg.generation_backend, samples=cfg.samples)
+    rows = _complete(path, prompts, cfg.samples, key)
+    if rows is None:
         t0 = time.time()
         model, tokenizer = ctx.model.get()
         rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-                                  batch_size=cfg.batch_size, system=system, backend=cfg.generation_backend)
+                                  batch_size=cfg.batch_size, system=system, backend=cfg.generation_backend,
+                                  samples=cfg.samples)
         meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
     return rows

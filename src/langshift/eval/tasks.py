@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langshift.eval import alpaca, belebele, fidelity, mmmlu
+from langshift.eval import alpaca, belebele, degeneration, fidelity, heldout, mmmlu
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class TaskContext:
     out: Path
     model: Any  # .get() -> (model, tokenizer), loaded on first use
     responses: dict[str, list[dict]] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # what two tasks both need, computed once (e.g. langid verdicts)
 
 
 def _pct(value) -> str:
@@ -90,6 +91,33 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         run=fidelity.run_task, needs_model=False, needs_responses=True,
         details=(Detail("no counted line", lambda r: str(r["line_excluded"])),
                  Detail("detected as", lambda r: ", ".join(f"{k}: {v}" for k, v in r["detected_as"].items()))),
+    ),
+    Task(
+        "degeneration", "Degenerate responses", "Degenerate responses", "Degenerate",
+        metrics=(
+            Metric("degenerate_rate", "Degenerate (%)", "degenerate", higher_is_better=False),
+            Metric("fluent_pass_rate", "Fluent pass (%)", "fluent_pass"),
+        ),
+        run=degeneration.run_task, needs_model=False, needs_responses=True, in_headline=False,
+        details=(Detail("loop / echo / empty", lambda r: " / ".join(str(r["reasons"][k]) for k in
+                                                                     ("loop", "prompt_echo", "empty"))),),
+    ),
+    Task(
+        "langpref", "Language preference on held-out pairs", "Language preference (held-out)", "Prefers own",
+        metrics=(
+            Metric("preference", "Prefers prompt language (%)", "preference"),
+            Metric("margin", "Margin (nats)", "margin", unit="nats"),
+            Metric("margin_per_token", "Margin per token (nats)", "margin_per_token", unit="nats/token"),
+        ),
+        run=heldout.run_langpref, reuse_settings=lambda cfg: (cfg.heldout, cfg.train_data, cfg.limit),
+        in_headline=False,
+    ),
+    Task(
+        "heldout_nll", "Held-out NLL", "Held-out NLL per token", "NLL",
+        metrics=(Metric("nll_per_token", "NLL per token (nats)", "nll_per_token", higher_is_better=False,
+                        unit="nats/token"),),
+        run=heldout.run_heldout_nll, reuse_settings=lambda cfg: (cfg.heldout, cfg.train_data, cfg.limit),
+        in_headline=False,
     ),
     Task(
         "belebele", "BELEBELE", "Reading (BELEBELE)", "Reading",

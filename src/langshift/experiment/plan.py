@@ -8,7 +8,7 @@ A `Stage` is plain data: `spec` holds everything its runner needs (JSON), so any
 machine or another, runs it from its directory alone (`run_stage_dir`).
 
     runs/<name>/data/<lang>-<key>/                              records.jsonl, dataset/, data_card.md
-    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>-<key>/   model, metrics.jsonl
+    runs/<name>/train/<model>-<lang>-<method>-<size>-<trainable>-<nll>[-sequence]-<key>/   model, metrics.jsonl
     runs/<name>/eval/<model>-<lang>-<method>-<size>-...-<key>/   results.json, responses, report.md
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from langshift.experiment.config import Experiment, ModelEntry
+from langshift.experiment.rendezvous import machine_args
 from langshift.files import stable_hash, write_json
 from langshift.train.objectives import METHODS, PIPELINES
 
@@ -35,7 +37,7 @@ DONE = "stage.json"
 
 @dataclass
 class Stage:
-    kind: str  # data | train | eval
+    kind: str  # data | evaldata | train | eval
     label: str
     inputs: dict  # everything that determines the output (hashed into the directory name)
     spec: dict  # what the stage's runner reads: its inputs plus the paths of the stages it reads
@@ -59,12 +61,29 @@ def _data_stage(exp: Experiment, lang: str) -> Stage:
     return Stage("data", lang, spec, {"data": spec})
 
 
+def _eval_data_stage(exp: Experiment, lang: str) -> Stage | None:
+    """The evaluation prompts translated into `lang`, when the config names a source that needs it."""
+    from langshift.data.eval_prompts import SOURCES
+
+    if exp.eval.prompts not in SOURCES:
+        return None
+    spec = {"source": exp.eval.prompts, "lang": lang, "translator": exp.eval.translator,
+            "translator_options": exp.eval.translator_options, "limit": exp.eval.prompts_limit or exp.eval.limit}
+    return Stage("evaldata", f"{exp.eval.prompts}-{lang}", spec, {"evaldata": spec})
+
+
 def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
-                 size: int | None, trainable: str, nll: str) -> Stage:
+                 size: int | None, trainable: str, nll: str, seed: int, nll_reduction: str = "token") -> Stage:
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
-               "lang": lang, "limit": size, "trainable": trainable, "nll": nll,
-               "seed": exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed}
-    label = "-".join(str(p) for p in (model.name, lang, method.replace("+", "_"), size or "all", trainable, nll))
+               "lang": lang, "limit": size, "trainable": trainable, "nll": nll, "seed": seed}
+    # The default reduction stays out of the hashed inputs and the label, so runs planned before the
+    # option existed keep their stage directories (and their finished work).
+    options.pop("nll_reduction", None)
+    parts = [model.name, lang, method.replace("+", "_"), size or "all", trainable, nll]
+    if nll_reduction != "token":
+        options["nll_reduction"] = nll_reduction
+        parts.append(nll_reduction)
+    label = "-".join(str(p) for p in parts + ([f"s{seed}"] if exp.seeds else []))
     spec = {"train": options, "data_dir": str(data.directory(root)), "launcher": exp.launcher.model_dump()}
     sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
     return Stage("train", label, {"train": options, "data": stable_hash(data.inputs)}, spec, needs=[data],
@@ -72,12 +91,18 @@ def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data
 
 
 def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_file: str | None,
-                produced_by: dict, baseline: Path | None, needs: list[Stage], facts: dict) -> Stage:
+                produced_by: dict, baseline: Path | None, needs: list[Stage], facts: dict, seed: int,
+                train_data: str | None = None, prompts: tuple[Stage, Path] | None = None) -> Stage:
     settings = exp.eval.set_options()
-    settings.pop("baseline", None)
+    for key in ("baseline", "translator", "translator_options"):  # the run's, not the evaluation's
+        settings.pop(key, None)
+    if prompts is not None:  # translated by an evaldata stage: read them from there
+        settings["prompts"] = str(prompts[1] / "prompts.jsonl")
+        needs = [*needs, prompts[0]]
     demo = exp.data.source == "demo"
-    options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label,
-               "seed": exp.eval.seed if "seed" in settings else exp.seed, **settings}
+    options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label, "seed": seed, **settings}
+    if exp.seeds:
+        options["seed"] = seed  # replicate seeds: sampling follows the training seed
     for key in ("belebele", "mmmlu"):  # the packaged demo sets stand in for the hub's with demo data
         if options.get(key, "demo" if demo else None) == "demo":
             from langshift.data.seed import demo_dir
@@ -85,11 +110,19 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
             options[key] = str(demo_dir() / f"{key}.jsonl")
     if options.get("prompts") == "demo":
         options["prompts"] = None  # the suite's default: the packaged demo prompts
-    inputs = {"eval": options, "model": produced_by, "baseline": str(baseline) if baseline else None}
-    spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file},
+    inputs = {"eval": {**options, **({"prompts": stable_hash(prompts[0].inputs)} if prompts else {})},
+              "model": produced_by, "baseline": str(baseline) if baseline else None}
+    spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file, "train_data": train_data},
             "baseline": str(baseline) if baseline is not None and options.get("judge") else None,
             "baseline_method": exp.eval.baseline}
     return Stage("eval", label, inputs, spec, needs=needs, cost=EVAL_COST, facts=facts)
+
+
+def training_seeds(exp: Experiment) -> list[int]:
+    """The replicate seeds, or the one training seed (`train.seed` if given, else the run's `seed`)."""
+    if exp.seeds:
+        return list(exp.seeds)
+    return [exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed]
 
 
 def plan(exp: Experiment, root: Path) -> list[Stage]:
@@ -98,30 +131,54 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
     for lang in exp.languages:
         data = _data_stage(exp, lang)
         stages.append(data)
+        train_data = str(data.directory(root) / "records.jsonl")
+        prompts = None
+        if evaldata := _eval_data_stage(exp, lang):
+            stages.append(evaldata)
+            prompts = (evaldata, evaldata.directory(root))
         for model in exp.models:
             base_facts = {"model": model.name, "lang": lang, "method": "base", "size": None, "trainable": None,
-                          "nll": None}
+                          "nll": None, "nll_reduction": None}
             stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
-                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts))
-            trained = []
-            for method, size, trainable, nll in itertools.product(exp.methods, exp.sizes, exp.ablations.trainable,
-                                                                  exp.ablations.nll):
-                if nll != "target" and method != "clo":
-                    continue  # the NLL ablation is CLO's (Table 5)
-                facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll}
-                trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll), facts))
-            stages += [t for t, _ in trained]
-            baseline = _baseline(exp, trained)
-            baseline_eval = None
-            for t, facts in sorted(trained, key=lambda tf: tf[0] is not baseline):  # the baseline first
-                judged_against = None if t is baseline or baseline_eval is None else baseline_eval
-                ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
-                                 judged_against.directory(root) if judged_against else None,
-                                 [t, *([judged_against] if judged_against else [])], facts)
-                if t is baseline:
-                    baseline_eval = ev
-                stages.append(ev)
+                                      {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts, exp.seed,
+                                      prompts=prompts))
+            reductions = exp.ablations.nll_reduction or [exp.train.nll_reduction]
+            for seed in training_seeds(exp):
+                trained = []
+                for method, size, trainable, nll, reduction in itertools.product(
+                        exp.methods, exp.sizes, exp.ablations.trainable, exp.ablations.nll, reductions):
+                    if nll != "target" and method != "clo":
+                        continue  # the NLL ablation is CLO's (Table 5)
+                    if reduction != "token" and not has_nll(method):
+                        continue  # DPO's loss has no NLL term: a reduction would train the same model twice
+                    facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll,
+                             "nll_reduction": reduction, **({"seed": seed} if exp.seeds else {})}
+                    trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, seed,
+                                                 reduction), facts))
+                stages += [t for t, _ in trained]
+                stages += _trained_evals(exp, root, lang, trained, seed, train_data, prompts)
     return stages
+
+
+def has_nll(method: str) -> bool:
+    """Whether a method's (or pipeline's) training loss has an NLL term: every one but plain DPO."""
+    return any(METHODS[m].has_nll for m in PIPELINES[method])
+
+
+def _trained_evals(exp: Experiment, root: Path, lang: str, trained: list[tuple[Stage, dict]], seed: int,
+                   train_data: str, prompts: tuple[Stage, Path] | None) -> list[Stage]:
+    """An eval stage per trained model; with a judge, every model is judged against the baseline's."""
+    baseline = _baseline(exp, trained)
+    evals, baseline_eval = [], None
+    for t, facts in sorted(trained, key=lambda tf: tf[0] is not baseline):  # the baseline first
+        judged_against = None if t is baseline or baseline_eval is None else baseline_eval
+        ev = _eval_stage(exp, lang, t.label, str(t.directory(root)), None, {"train": stable_hash(t.inputs)},
+                         judged_against.directory(root) if judged_against else None,
+                         [t, *([judged_against] if judged_against else [])], facts, seed, train_data, prompts)
+        if t is baseline:
+            baseline_eval = ev
+        evals.append(ev)
+    return evals
 
 
 def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | None:
@@ -131,6 +188,8 @@ def _baseline(exp: Experiment, trained: list[tuple[Stage, dict]]) -> Stage | Non
     if not exp.eval.judge or not any(TASKS[t].needs_judge for t in exp.eval.tasks):
         return None
     candidates = [(t, f) for t, f in trained if f["method"] == exp.eval.baseline and f["trainable"] == "attention"]
+    # under an NLL-reduction ablation, the judge's baseline is the train section's reduction when there is one
+    candidates = [tf for tf in candidates if tf[1]["nll_reduction"] == exp.train.nll_reduction] or candidates
     return max(candidates, key=lambda tf: tf[1]["size"] or 10**9)[0] if candidates else None
 
 
@@ -149,8 +208,19 @@ def run_data(spec: dict, out: Path) -> None:
     else:
         rows, backend = load_english(data["source"], data.get("n")), data.get("translator", "hf")
     translator = make_translator(backend, **(data.get("translator_options") or {}))
+    from langshift.data.filters import FilterConfig
+
     build_dataset(rows, lang, translator, out, val_size=data.get("val_size", 0.05), seed=data["seed"],
-                  keep_filtered=data.get("keep_filtered", False))
+                  keep_filtered=data.get("keep_filtered", False), filter_config=FilterConfig(**data.get("filters", {})))
+
+
+def run_eval_data(spec: dict, out: Path) -> None:
+    from langshift.data.eval_prompts import build_eval_prompts
+    from langshift.data.translators import make_translator
+
+    d = spec["evaldata"]
+    translator = make_translator(d["translator"], **(d.get("translator_options") or {}))
+    build_eval_prompts(d["source"], d["lang"], translator, out, limit=d.get("limit"))
 
 
 def run_train(spec: dict, out: Path) -> None:
@@ -176,7 +246,9 @@ def _launch_accelerate(launcher: dict, cfg, out: Path) -> None:
         cmd += ["--config_file", str(launcher["config_file"])]
     if launcher.get("num_processes"):
         cmd += ["--num_processes", str(launcher["num_processes"])]
-    cmd += [*map(str, launcher.get("args", [])), "-m", "langshift.cli", "train", "--config", str(cfg_path)]
+    cmd += map(str, launcher.get("args", []))
+    cmd += machine_args(os.environ, given=cmd)  # several nodes: each one's rank and the rendezvous (SLURM)
+    cmd += ["-m", "langshift.cli", "train", "--config", str(cfg_path)]
     subprocess.run(cmd, check=True)
 
 
@@ -189,13 +261,14 @@ def run_eval(spec: dict, out: Path) -> None:
     evaluate(cfg)
 
 
-RUNNERS = {"data": run_data, "train": run_train, "eval": run_eval}
+RUNNERS = {"data": run_data, "evaldata": run_eval_data, "train": run_train, "eval": run_eval}
 
 
 def write_spec(stage: Stage, root: Path) -> Path:
     """Put the stage's spec in its directory, so that any process can run it from there."""
     out = stage.directory(root)
-    write_json(out / SPEC, {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs, "spec": stage.spec})
+    write_json(out / SPEC, {"kind": stage.kind, "label": stage.label, "inputs": stage.inputs, "spec": stage.spec,
+                            "facts": stage.facts})
     return out
 
 

@@ -3,7 +3,11 @@
 A run directory holds `results.json` = {"experiment": str, "rows": [row, ...]}; one row is one number:
 
     {"model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric",
-     "value", "stderr", "n"}   (+ "baseline" for alpaca win rates)
+     "value", "stderr", "n"}   (+ "baseline" for judged win rates, + "seed" for replicate training seeds,
+      + "nll_reduction")
+
+"nll_reduction" ("token" | "sequence", null for the base model) came later than the other fields: a row
+without it reads as "token" (the only reduction there was before), or null for the base model.
 
 `metric` is one of its task's metrics (eval/tasks.py); `value` and `stderr` of a "fraction" metric are
 in 0..1 and tables and plots show them as percentages. Rows from several
@@ -13,14 +17,13 @@ runs are merged; two rows that measure the same thing must agree, otherwise the 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from langshift.eval.tasks import TASKS
-from langshift.files import InputError
+from langshift.files import InputError, read_json
 from langshift.languages import TARGET_LANGUAGES, UnknownLanguageError, get_language
 
 METHODS = ("base", "sft-eng", "sft-tgt", "sft", "dpo", "sft+dpo", "clo")  # display order
@@ -36,6 +39,7 @@ METHOD_LABEL = {
 EVAL_LANGS = ("target", "en")
 TRAINABLE = ("attention", "full", "lora")
 NLL = ("target", "both")
+NLL_REDUCTION = ("token", "sequence")
 REQUIRED = (
     "model",
     "lang",
@@ -50,7 +54,8 @@ REQUIRED = (
     "stderr",
     "n",
 )
-KEY = ("model", "lang", "method", "size", "trainable", "nll", "task", "eval_lang", "metric", "baseline")
+KEY = ("model", "lang", "method", "size", "trainable", "nll", "nll_reduction", "task", "eval_lang", "metric",
+       "baseline", "seed")
 
 
 def _is_number(x) -> bool:
@@ -84,8 +89,8 @@ def _check(row, path: Path, i: int) -> None:
     if row["metric"] not in names:
         raise bad("metric", f"{row['metric']!r} is not a {task.name} metric ({', '.join(names)})")
     unit = task.metric(row["metric"]).unit
-    for k, allowed in (("trainable", TRAINABLE), ("nll", NLL)):
-        if row[k] is not None and row[k] not in allowed:
+    for k, allowed in (("trainable", TRAINABLE), ("nll", NLL), ("nll_reduction", NLL_REDUCTION)):
+        if row.get(k) is not None and row[k] not in allowed:
             raise bad(k, f"{row[k]!r} is not null or one of {', '.join(allowed)}")
     if row["size"] is not None and not (_is_int(row["size"]) and row["size"] > 0):
         raise bad("size", f"expected null or a positive integer, got {row['size']!r}")
@@ -97,6 +102,8 @@ def _check(row, path: Path, i: int) -> None:
         raise bad("stderr", f"expected null or a non-negative number, got {row['stderr']!r}")
     if not (_is_int(row["n"]) and row["n"] > 0):
         raise bad("n", f"expected a positive integer, got {row['n']!r}")
+    if row.get("seed") is not None and not (_is_int(row["seed"]) and row["seed"] >= 0):
+        raise bad("seed", f"expected null or a non-negative integer, got {row['seed']!r}")
     if task.needs_judge and not (isinstance(row.get("baseline"), str) and row["baseline"]):
         raise bad("baseline", f"a {task.name} result needs the method it was judged against")
 
@@ -109,10 +116,7 @@ def read_run(path: str | Path) -> tuple[str, list[dict]]:
     file = path / "results.json" if path.is_dir() else path
     if not file.exists():
         raise InputError(file, "no results.json here (is this a run directory?)")
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(file, f"invalid JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
+    doc = read_json(file)
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise InputError(
             file, 'expected {"experiment": ..., "rows": [...]} as written by `langshift run`', field="rows"
@@ -120,7 +124,8 @@ def read_run(path: str | Path) -> tuple[str, list[dict]]:
     rows = []
     for i, row in enumerate(doc["rows"]):
         _check(row, file, i)
-        rows.append({**row, "source": row.get("source", str(file.resolve())), "_at": (str(file), i)})
+        rows.append({"nll_reduction": None if row["method"] == "base" else "token", **row,
+                     "source": row.get("source", str(file.resolve())), "_at": (str(file), i)})
     return str(doc.get("experiment") or file.parent.name), rows
 
 
@@ -141,6 +146,44 @@ def result_rows(results: dict, facts: dict, baseline: str | None = None) -> list
                     row["baseline"] = baseline or "sft"
                 rows.append(row)
     return rows
+
+
+def collapse_seeds(rows: list[dict]) -> list[dict]:
+    """One row per configuration: rows that differ only in their training "seed" become their mean.
+
+        value  = mean_s v_s
+        stderr = max(sd_s(v) / √k, rms_s(se_s) / √k)    (k seeds; the spread between seeds, but never
+                                                          less than the items' own noise averaged over k)
+    and the row records "seeds" = k and "seed_sd" = sd_s(v) (None for one seed). Rows without a seed
+    pass through unchanged."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    out = []
+    for r in rows:
+        if r.get("seed") is None:
+            out.append(r)
+        else:
+            groups[tuple(r.get(k) for k in KEY if k != "seed")].append(r)
+    for group in groups.values():
+        k = len(group)
+        values = [r["value"] for r in group]
+        mean = sum(values) / k
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else None
+        item_se = math.sqrt(sum((r["stderr"] or 0.0) ** 2 for r in group) / k) / math.sqrt(k)
+        stderr = max(sd / math.sqrt(k), item_se) if sd is not None else group[0]["stderr"]
+        first = {key: v for key, v in group[0].items() if key not in ("seed", "source", "_at")}
+        out.append({**first, "value": mean, "stderr": stderr, "n": group[0]["n"], "seeds": k, "seed_sd": sd})
+    return out
+
+
+def read_comparisons(path: str | Path) -> list[dict]:
+    """The paired comparisons a run's results.json holds (none in older runs)."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    doc = read_json(file)
+    comparisons = doc.get("comparisons", [])
+    if not isinstance(comparisons, list) or not all(isinstance(c, dict) for c in comparisons):
+        raise InputError(file, "expected a list of objects", field="comparisons")
+    return comparisons
 
 
 def key(row: dict) -> tuple:
@@ -198,21 +241,24 @@ def eval_name(eval_lang: str, lang: str) -> str:
 # Preferred training variant for the main tables: the paper's setting (attention-only, target NLL) first.
 _TRAINABLE_RANK = {"attention": 0, None: 1, "lora": 2, "full": 3}
 _NLL_RANK = {None: 0, "target": 0, "both": 1}
+_REDUCTION_RANK = {None: 0, "token": 0, "sequence": 1}
 
 
 def variant(row: dict) -> tuple:
-    return (row["trainable"], row["nll"])
+    return (row["trainable"], row["nll"], row.get("nll_reduction"))
 
 
 def variant_rank(v: tuple) -> tuple:
-    return (_NLL_RANK[v[1]], _TRAINABLE_RANK[v[0]])
+    return (_REDUCTION_RANK[v[2]], _NLL_RANK[v[1]], _TRAINABLE_RANK[v[0]])
 
 
 def variant_label(v: tuple) -> str:
-    trainable, nll = v
+    trainable, nll, reduction = v
     parts = [{"attention": "attention", "full": "full", "lora": "LoRA"}[trainable]] if trainable else []
     if nll:
         parts.append(f"NLL {nll}")
+    if reduction == "sequence":  # the default (per token) goes unsaid, as before the option existed
+        parts.append("NLL summed per sequence")
     return ", ".join(parts)
 
 

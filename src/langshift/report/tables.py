@@ -2,7 +2,8 @@
 
 Every cell is `value ± stderr` in percent (rows hold fractions); a number that was not measured is '–'.
 Tables 1-3 compare one configuration per method (the paper's: attention-only, NLL on the target only,
-at the largest data size; see `rows.main_rows`); Tables 4-5 are the ablations over those choices.
+at the largest data size; see `rows.main_rows`); Tables 4-5 are the ablations over those choices, and
+the NLL-reduction table (per token vs the paper's Eq. 9 per-sequence sum) one beyond the paper.
 Δ columns are differences in percentage points: Table 1 CLO − other method, Table 4 attention − full.
 """
 
@@ -14,6 +15,7 @@ from langshift.eval.tasks import TASKS
 from langshift.report.rows import (
     EVAL_LANGS,
     METHOD_LABEL,
+    collapse_seeds,
     delta,
     lang_name,
     lang_order,
@@ -60,7 +62,11 @@ def _pick(rows: list[dict], **match) -> dict | None:
 
 def _cell(rows: list[dict], decimals: int = 1, **match) -> str:
     r = _pick(rows, **match)
-    return pct(r["value"], r["stderr"], decimals) if r else "–"
+    if not r:
+        return "–"
+    if TASKS[r["task"]].metric(r["metric"]).unit == "fraction":
+        return pct(r["value"], r["stderr"], decimals)
+    return f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if r["stderr"] is not None else "")
 
 
 def _value(rows: list[dict], **match) -> float | None:
@@ -138,6 +144,7 @@ def headline_table(rows: list[dict]) -> str:
 
     Fidelity = response pass rate; Reading = BELEBELE accuracy; Knowledge = MMMLU accuracy; each in the
     target language and in English, `% ± standard error`."""
+    rows = collapse_seeds(rows)
     groups = sorted({(r["model"], r["lang"]) for r in rows}, key=lambda g: (g[0], lang_order(g[1])))
     parts = []
     for model, lang in groups:
@@ -149,7 +156,18 @@ def headline_table(rows: list[dict]) -> str:
 # ---- the paper's tables --------------------------------------------------------------------------
 
 
-def table1_alpaca(rows: list[dict]) -> str | None:
+def _delta(comparisons, value_a: float | None, value_b: float | None, /, **match) -> str:
+    """Δ = a − b: the paired difference with its CI and p-value when the run compared the two item by
+    item (`report.compare`), else the plain difference of the two numbers (rows merged from older runs)."""
+    from langshift.report.compare import cell
+
+    for c in comparisons:
+        if all(c.get(k) == v for k, v in match.items()):
+            return cell(c)
+    return delta(value_a, value_b)
+
+
+def table1_alpaca(rows: list[dict], comparisons: list[dict] = ()) -> str | None:
     """Table 1: win rate vs the baseline; model × {Target, English} lines, per language the other
     method(s), CLO and Δ = CLO − other."""
     rows = [r for r in main_rows(rows) if r["task"] == "alpaca"]
@@ -179,8 +197,10 @@ def table1_alpaca(rows: list[dict]) -> str | None:
                     at = [r for r in mine if r["lang"] == lang]
                     line += [_cell(at, method=m) for m in others + (["clo"] if has_clo else [])]
                     if has_clo:
-                        clo = _value(at, method="clo")
-                        line += [delta(clo, _value(at, method=m)) for m in others]
+                        clo = _pick(at, method="clo")
+                        line += [_delta(comparisons, clo and clo["value"], _value(at, method=m), axis="method",
+                                        a="clo", b=m, model=model, lang=lang, eval_lang=ev, task="alpaca",
+                                        metric="win_rate", size=clo and clo["size"]) for m in others]
                 body.append(line)
         note = f"Win rate (%) ± standard error against {METHOD_LABEL.get(baseline, baseline)}"
         if has_clo and others:
@@ -230,11 +250,11 @@ def _ablation_groups(rows: list[dict], axis: str, a: str, b: str) -> list[tuple[
     """Groups of headline-metric rows equal in everything but `axis`, at the largest size where both
     `axis = a` and `axis = b` were measured: [(group key, size, rows at that size)]."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    others = [k for k in ("trainable", "nll") if k != axis]
+    others = [k for k in ("trainable", "nll", "nll_reduction") if k != axis]
     for r in rows:
-        if r["metric"] == TASKS[r["task"]].headline.name and r[axis] in (a, b):
+        if r["metric"] == TASKS[r["task"]].headline.name and r.get(axis) in (a, b):
             groups[
-                (r["model"], r["lang"], r["method"], r["task"], r.get("baseline"), *(r[k] for k in others))
+                (r["model"], r["lang"], r["method"], r["task"], r.get("baseline"), *(r.get(k) for k in others))
             ].append(r)
     out = []
     for k, g in groups.items():
@@ -249,7 +269,7 @@ def _task_label(task: str, baseline: str | None) -> str:
     return TASKS[task].label + (f" vs {METHOD_LABEL.get(baseline, baseline)}" if baseline else "")
 
 
-def table4_trainable(rows: list[dict]) -> str | None:
+def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | None:
     """Table 4: attention-only vs full fine-tuning, per task's headline metric; Δ = attention − full."""
     groups = _ablation_groups(rows, "trainable", "attention", "full")
     if not groups:
@@ -265,7 +285,8 @@ def table4_trainable(rows: list[dict]) -> str | None:
             line += [
                 _cell(g, trainable="attention", eval_lang=ev),
                 _cell(g, trainable="full", eval_lang=ev),
-                delta(att, full),
+                _delta(comparisons, att, full, axis="trainable", a="attention", b="full", model=model, lang=lang,
+                       method=method, task=task, metric=TASKS[task].headline.name, eval_lang=ev, size=size),
             ]
         body.append(line)
     header = [
@@ -309,9 +330,27 @@ def table5_nll(rows: list[dict]) -> str | None:
     return md_table(header, body) + "\n\n% ± standard error."
 
 
-def fidelity_table(rows: list[dict]) -> str | None:
-    """Ours, beyond the paper: response- and line-level pass rates for every trained configuration."""
-    rows = [r for r in rows if r["task"] == "fidelity"]
+def nll_reduction_table(rows: list[dict]) -> str | None:
+    """Beyond the paper: the NLL averaged per token (our default, TRL's) vs summed per sequence and
+    averaged over sequences (the paper's Eq. 9 literally), for every method trained both ways."""
+    groups = _ablation_groups(rows, "nll_reduction", "token", "sequence")
+    if not groups:
+        return None
+    body = []
+    for (model, lang, method, task, baseline, *_), size, g in groups:
+        for reduction, label in (("token", "per token"), ("sequence", "per sequence (Eq. 9)")):
+            body.append(
+                [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size), label]
+                + [_cell(g, nll_reduction=reduction, eval_lang=ev) for ev in EVAL_LANGS]
+            )
+    header = ["Model", "Language", "Method", "Metric", "Data size", "NLL reduction", "Target", "English"]
+    return md_table(header, body) + "\n\n% ± standard error."
+
+
+def _per_config_table(rows: list[dict], columns: list[tuple[str, str, str]], note: str) -> str | None:
+    """One line per trained configuration (model, language, method, size, variant); `columns` are
+    (header suffix, task, metric), each shown in the target language and in English."""
+    rows = [r for r in rows if (r["task"], r["metric"]) in {(t, m) for _, t, m in columns}]
     if not rows:
         return None
     lines = sorted(
@@ -321,51 +360,109 @@ def fidelity_table(rows: list[dict]) -> str | None:
     variants = defaultdict(set)
     for model, lang, method, _, v in lines:
         variants[(model, lang, method)].add(v)
+    present = [(h, t, m) for h, t, m in columns if any((r["task"], r["metric"]) == (t, m) for r in rows)]
     body = []
     for model, lang, method, size, v in lines:
-        sel = [
-            r
-            for r in rows
-            if (r["model"], r["lang"], r["method"], r["size"], variant(r)) == (model, lang, method, size, v)
-        ]
-        body.append(
-            [
-                model,
-                lang_name(lang),
-                _line_label(method, v, variants[(model, lang, method)]),
-                _size_label(size),
-            ]
-            + [
-                _cell(sel, eval_lang=ev, metric=m)
-                for ev in EVAL_LANGS
-                for m in ("response_pass_rate", "line_pass_rate")
-            ]
-        )
-    header = [
-        "Model",
-        "Language",
-        "Method",
-        "Data size",
-        "Target response",
-        "Target line",
-        "English response",
-        "English line",
-    ]
-    note = (
-        "Pass rate (%) ± standard error. Response: the whole response is in the prompt's language; "
-        "line: every line of 5+ words (outside code, not a bare URL) is."
-    )
+        sel = [r for r in rows if (r["model"], r["lang"], r["method"], r["size"], variant(r)) == (model, lang, method, size, v)]
+        body.append([model, lang_name(lang), _line_label(method, v, variants[(model, lang, method)]), _size_label(size)]
+                    + [_cell(sel, eval_lang=ev, task=t, metric=m) for ev in EVAL_LANGS for _, t, m in present])
+    header = ["Model", "Language", "Method", "Data size"] + [f"{EVAL_LABEL[ev]} {h}" for ev in EVAL_LANGS
+                                                             for h, _, _ in present]
     return md_table(header, _name_once(body)) + "\n\n" + note
 
 
-def paper_tables(rows: list[dict]) -> list[tuple[str, str]]:
-    """(heading, markdown) of each table the rows can fill, in the paper's order, fidelity last."""
+def fidelity_table(rows: list[dict]) -> str | None:
+    """Ours, beyond the paper: response- and line-level pass rates for every trained configuration, next to
+    the share of degenerate responses and the fluent pass rate (right language and not degenerate)."""
+    columns = [("response", "fidelity", "response_pass_rate"), ("line", "fidelity", "line_pass_rate"),
+               ("degenerate", "degeneration", "degenerate_rate"), ("fluent", "degeneration", "fluent_pass_rate")]
+    return _per_config_table(rows, columns, (
+        "Rates (%) ± standard error over prompts. Response: the whole response is in the prompt's language; "
+        "line: every line of 5+ words (outside code, not a bare URL) is; degenerate: a repetition loop, the "
+        "prompt echoed back, or nothing; fluent: in the prompt's language and not degenerate."))
+
+
+def heldout_table(rows: list[dict]) -> str | None:
+    """Ours, beyond the paper: judge-free scores on held-out pairs never trained on (no sampling noise)."""
+    columns = [("prefers own language", "langpref", "preference"),
+               ("margin/token", "langpref", "margin_per_token"), ("NLL/token", "heldout_nll", "nll_per_token")]
+    return _per_config_table(rows, columns, (
+        "Prefers own language (%): share of held-out items where the model gives the reply in the prompt's "
+        "language a higher log-probability than the same reply in the other language; margin/token: the "
+        "difference of their per-token log-probabilities (nats); NLL/token: per-token negative log-likelihood "
+        "of the reply in the prompt's language (nats, lower is better). Mean ± standard error over items."))
+
+
+def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[str, str]]:
+    """(heading, markdown) of each table the rows can fill, in the paper's order, fidelity last. Δ cells
+    are paired differences with their CI where `comparisons` has them."""
     tables = [
-        ("Instruction following: AlpacaEval win rate (Table 1 shape)", table1_alpaca(rows)),
+        ("Instruction following: AlpacaEval win rate (Table 1 shape)", table1_alpaca(rows, comparisons)),
         ("Reading comprehension: BELEBELE (Table 2 shape)", table2_belebele(rows)),
         ("Knowledge and reasoning: MMMLU (Table 3 shape)", table3_mmmlu(rows)),
-        ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows)),
+        ("Ablation: attention-only vs full fine-tuning (Table 4 shape)", table4_trainable(rows, comparisons)),
         ("Ablation: NLL on the target only vs both languages (Table 5 shape)", table5_nll(rows)),
+        ("Ablation: NLL per token vs per sequence (beyond the paper)", nll_reduction_table(rows)),
         ("Language fidelity (beyond the paper)", fidelity_table(rows)),
+        ("Held-out pairs, no judge (beyond the paper)", heldout_table(rows)),
     ]
     return [(h, t) for h, t in tables if t]
+
+
+# ---- paired comparisons ----------------------------------------------------------------------------
+
+
+def _contrast_label(c: dict) -> str:
+    label = {**METHOD_LABEL, "attention": "attention", "full": "full", "target": "NLL target", "both": "NLL both",
+             "token": "NLL per token", "sequence": "NLL per sequence"}
+    return f"{label.get(c['a'], c['a'])} − {label.get(c['b'], c['b'])}"
+
+
+def _setting(c: dict) -> str:
+    parts = [] if c["axis"] == "trainable" else [c["trainable"]]
+    if c["axis"] != "nll" and c.get("nll") and c.get("method") == "clo":
+        parts.append(f"NLL {c['nll']}")
+    if c["axis"] != "nll_reduction" and c.get("nll_reduction") not in (None, "token"):
+        parts.append(f"NLL per {c['nll_reduction']}")
+    return ", ".join(p for p in parts if p)
+
+
+def comparison_table(comparisons: list[dict], headline_only: bool = True) -> str | None:
+    """A − B, one line per (model, language, contrast, size, setting), a column per task metric and eval
+    language: `diff [95% CI] p` (points for rates)."""
+    from langshift.report.compare import cell
+
+    comps = [c for c in comparisons if not headline_only or c["metric"] == TASKS[c["task"]].headline.name]
+    if not comps:
+        return None
+    columns = sorted({(c["task"], c["metric"], c["eval_lang"]) for c in comps},
+                     key=lambda k: (list(TASKS).index(k[0]), [m.name for m in TASKS[k[0]].metrics].index(k[1]),
+                                    EVAL_LANGS.index(k[2])))
+    lines = sorted({(c["model"], c["lang"], c["axis"], _contrast_label(c), c["size"], _setting(c)) for c in comps},
+                   key=lambda x: (x[0], lang_order(x[1]), x[2], x[3], size_order(x[4]), x[5]))
+    by = {(c["model"], c["lang"], c["axis"], _contrast_label(c), c["size"], _setting(c), c["task"], c["metric"],
+           c["eval_lang"]): c for c in comps}
+    header = ["Model", "Language", "Contrast", "Data size", "Setting"] + [
+        f"{TASKS[t].short}{'' if headline_only else ' ' + TASKS[t].metric(m).label} "
+        f"{EVAL_LABEL[ev]}" for t, m, ev in columns]
+    body = [[model, lang_name(lang), contrast, _size_label(size), setting or "–"]
+            + [cell(by[(model, lang, axis, contrast, size, setting, t, m, ev)])
+               if (model, lang, axis, contrast, size, setting, t, m, ev) in by else "–" for t, m, ev in columns]
+            for model, lang, axis, contrast, size, setting in lines]
+    return md_table(header, _name_once(body))
+
+
+def comparison_words(comparisons: list[dict]) -> list[str]:
+    """The method contrasts on the first headline task's headline metric, in words."""
+    from langshift.report.compare import verdict
+
+    first = next((t for t in TASKS.values() if t.in_headline and not t.needs_judge), None)
+    out = []
+    for c in comparisons:
+        if c["axis"] == "method" and first and c["task"] == first.name and c["metric"] == first.headline.name:
+            lang = "English" if c["eval_lang"] == "en" else lang_name(c["lang"])
+            size = f"at {c['size']} records" if c["size"] else "on all records"
+            out.append(f"- {c['model']}, {size}: " + verdict(c, METHOD_LABEL.get(c["a"], c["a"]),
+                                                          METHOD_LABEL.get(c["b"], c["b"]),
+                                                          f"{first.label.lower()} in {lang}"))
+    return out

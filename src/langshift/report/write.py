@@ -13,7 +13,8 @@ from pathlib import Path
 from langshift.eval.tasks import TASKS
 from langshift.files import atomic_dir, atomic_write_text
 from langshift.report import plots
-from langshift.report.tables import headline_table, paper_tables
+from langshift.report.rows import collapse_seeds
+from langshift.report.tables import comparison_table, comparison_words, headline_table, paper_tables
 
 PLOTS_DIR = "report_plots"
 
@@ -56,7 +57,8 @@ def _sources(rows: list[dict], out_dir: Path) -> list[str]:
     return out
 
 
-def render(rows: list[dict], title: str, plot_files: list[str], sources: list[str]) -> str:
+def render(rows: list[dict], title: str, plot_files: list[str], sources: list[str],
+           comparisons: list[dict] = ()) -> str:
     """The markdown text; `plot_files` and `sources` are paths relative to the report."""
     lines = [f"# {title}", ""]
     if sources:
@@ -72,24 +74,36 @@ def render(rows: list[dict], title: str, plot_files: list[str], sources: list[st
     ]
     if note := _n_note(rows):
         lines += [note, ""]
-    for heading, table in paper_tables(rows):
+    if table := comparison_table(list(comparisons)):
+        lines += ["## Paired differences", "",
+                  "A − B on the items both were scored on: difference [95% paired-bootstrap CI] and the "
+                  "two-sided sign-flip permutation p-value, in points for rates (seeds and items resampled "
+                  "hierarchically when there are replicate seeds).", "", table, "",
+                  *comparison_words(list(comparisons)), ""]
+    for heading, table in paper_tables(rows, list(comparisons)):
         lines += [f"## {heading}", "", table, ""]
     if plot_files:
         lines += ["## Plots", ""]
         for f in plot_files:
             name = Path(f).stem.replace("_", " ")
             lines += [f"![{name}]({f})", ""]
+    if table := comparison_table(list(comparisons), headline_only=False):
+        lines += ["## Every paired difference", "", table, ""]
     lines += [HOW_TO_READ, ""]
     return "\n".join(lines)
 
 
-def write_report(rows: list[dict], out_dir: str | os.PathLike, title: str = "langshift report") -> Path:
-    """Write OUT/report.md (title, headline, the paper-shaped tables the rows fill, plot links, how to
-    read it) and OUT/report_plots/*.png; returns the path of report.md."""
+def write_report(rows: list[dict], out_dir: str | os.PathLike, title: str = "langshift report",
+                 comparisons: list[dict] = ()) -> Path:
+    """Write OUT/report.md (title, headline, paired differences, the paper-shaped tables the rows fill,
+    plot links, how to read it) and OUT/report_plots/*.png; returns the path of report.md. Replicate
+    seeds are shown as their mean (`rows.collapse_seeds`)."""
+    rows = collapse_seeds(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir / PLOTS_DIR) as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report folder is for reading
         written = plots.size_curves(rows, tmp) + plots.language_bars(rows, tmp)
     plot_files = [f"{PLOTS_DIR}/{p.name}" for p in written]
-    return atomic_write_text(out_dir / "report.md", render(rows, title, plot_files, _sources(rows, out_dir)))
+    text = render(rows, title, plot_files, _sources(rows, out_dir), comparisons)
+    return atomic_write_text(out_dir / "report.md", text)

@@ -9,16 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from langshift.files import InputError
 from langshift.languages import canonical_code
-from langshift.options import Options
-from langshift.train.objectives import PIPELINES
+from langshift.model_ref import ModelRef
+from langshift.options import Options, read_yaml
+from langshift.train.objectives import NLL_REDUCTIONS, PIPELINES
 from langshift.train.params import MODES
+from langshift.train.preference import PREF_LOSSES
 
 MethodName = Literal[tuple(PIPELINES)]  # type: ignore[valid-type]
+PrefLossName = Literal[tuple(PREF_LOSSES)]  # type: ignore[valid-type]
+NllReduction = Literal[tuple(NLL_REDUCTIONS)]  # type: ignore[valid-type]
 LangCode = Annotated[str, AfterValidator(canonical_code)]
 
 
@@ -33,7 +36,7 @@ DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
 
 class TrainConfig(Options):
     method: MethodName = Field("clo", description="Training method")
-    model: str = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
+    model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
     data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name.")
     lang: LangCode | None = Field(None, description="Target language (sw, swh, sw-KE, ...); checked against the records.")
     out: str = Field("runs/train", description="Output directory.")
@@ -41,8 +44,13 @@ class TrainConfig(Options):
     # objective (paper: lambda 0.5, beta 0.1, NLL on the target language only)
     lam: float = Field(0.5, ge=0, le=1, alias="lambda", description="Weight of the NLL term (paper: 0.5).",
                        json_schema_extra={"flag": "--lambda"})
-    beta: float = Field(0.1, gt=0, description="DPO/CLO temperature (paper: 0.1).")
+    beta: float = Field(0.1, gt=0, description="Temperature of the pairwise loss (paper: 0.1); ORPO's lambda, SimPO's beta.")
     nll: Literal["target", "both"] = Field("target", description="NLL on the 'target' language only (paper) or 'both'.")
+    nll_reduction: NllReduction = Field("token", description="NLL averaged per 'token' (TRL's CPO/ORPO) or, the paper's Eq. 9 literally, "
+                                        "a mean over 'sequence's of summed NLL; every method's NLL, SFT's too.")
+    pref_loss: PrefLossName = Field("sigmoid", description="Pairwise loss of CLO's two sides and of DPO: sigmoid (DPO, the paper), ipo, "
+                                    "simpo, orpo (simpo and orpo need no reference pass).")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma (--pref-loss simpo; TRL's default 0.5).")
     trainable: Literal[MODES] = Field("attention", description="Which parameters train (paper: attention).")  # type: ignore[valid-type]
     lora_r: int = Field(16, ge=1, description="LoRA rank (--trainable lora).")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (--trainable lora).")
@@ -73,11 +81,12 @@ class TrainConfig(Options):
     trust_remote_code: bool = Field(False, description="Allow the model repo's own code (off unless asked).")
     progress: bool = Field(True, description="Show progress bars.", json_schema_extra={"cli": False})
 
-    @model_validator(mode="after")
-    def _steps(self):
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be -1 (from epochs) or >= 1, got {self.max_steps}")
-        return self
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:  # 0 would still train one step (transformers reads it as unset)
+            raise ValueError("must be -1 (from epochs) or >= 1")
+        return value
 
     def on_device(self, name: str, device_kind: str) -> int:
         """Option `name` as set, else its default for `device_kind` ("cpu" or "gpu": DEVICE_DEFAULTS)."""
@@ -93,16 +102,7 @@ class TrainConfig(Options):
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
         """A YAML file of training options (bare, or under `train:`), with `overrides` on top."""
-        try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise InputError(path, "config file not found") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise InputError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
-                             line=mark.line + 1 if mark else None) from None
-        if not isinstance(values, dict):
-            raise InputError(path, "expected a mapping of training options")
+        values = read_yaml(path)
         values = values.get("train", values)
         return cls.from_dict({**values, **(overrides or {})}, source=str(path))
 

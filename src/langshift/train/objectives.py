@@ -4,17 +4,19 @@ Notation. For a sequence (x, y), `logp` is log pi(y|x) = sum over completion tok
 log pi(y_j | x, y_<j) (a sum, the DPO convention) and `n_tok` is |y|. Tensors of shape (n, k) hold the
 k sequences of each of n training units, in the order a method's `unit_roles` names them.
 
-    L_SFT  = - sum_i log pi(y_i|x_i) / sum_i |y_i|           (mean NLL per completion token over the
-                                                               batch's SFT sequences, as TRL's CPO/ORPO)
-    z      = beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))]
-    L_DPO  = - mean log sigma(z)                               (Rafailov et al., Eq. 1-2 of the paper)
-    L_CL   = - mean_i [log sigma(z_en_i) + log sigma(z_t_i)]   (Eq. 10-12)
-        z_en: prompt x_en, chosen y_en, rejected y_t;   z_t: prompt x_t, chosen y_t, rejected y_en
+    L_SFT  (nll_reduction "token", the default)   = - sum_i log pi(y_i|x_i) / sum_i |y_i|
+           (nll_reduction "sequence", Eq. 4/9)    = - (1/N) sum_i log pi(y_i|x_i)
+    L_CL   = mean_i [loss(x_en: y_en > y_t) + loss(x_t: y_t > y_en)]       (Eq. 5/10)
+             loss = a pairwise preference loss (preference.py); "sigmoid" = DPO's -log sigma(z), with
+             z_en, z_t of Eq. 6-7 / 11-12: the paper's L_CL
     L_CLO  = lambda * L_SFT(target only, or both languages) + (1 - lambda) * L_CL    (Eq. 3/8)
+    L_DPO  = mean over pairs of loss(x: y_w > y_l), each pair its own example    (Eq. 1-2)
 
-The paper's Eq. 9 writes L_SFT as a mean over sequences of summed NLL; on real lengths that sum is
-hundreds of nats and would drown L_CL (about 1.4 at the start), so, like common implementations, we
-average over tokens. Implicit rewards beta*(log pi - log ref) are returned for logging.
+The NLL's reduction. The paper's Eq. 9 writes L_SFT as a mean over the batch's sequences of each
+sequence's summed NLL ("sequence"). On real lengths that sum is hundreds of nats and weighs the NLL
+about a hundred times more against L_CL (about 1.4 at the start), so the default averages over
+tokens ("token"), as TRL's CPO/ORPO trainers do. The reduction applies to every method's NLL (SFT's
+too), so an ablation over it compares like with like.
 """
 
 from __future__ import annotations
@@ -23,57 +25,63 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from langshift.train.encode import SIDE
+from langshift.train.preference import PREF_LOSSES, Pairs, pair_stats
 
 
-def nll(logp: Tensor, n_tok: Tensor) -> Tensor:
-    """Mean negative log-likelihood per completion token: -sum(logp) / sum(n_tok)."""
+def nll_per_token(logp: Tensor, n_tok: Tensor) -> Tensor:
+    """Mean negative log-likelihood per completion token: -sum(logp) / sum(n_tok) (TRL's CPO/ORPO)."""
     return -logp.sum() / n_tok.sum().clamp(min=1)
 
 
-def preference_logits(pi_w: Tensor, pi_l: Tensor, ref_w: Tensor, ref_l: Tensor, beta: float) -> Tensor:
-    """z = beta * ((pi_w - ref_w) - (pi_l - ref_l))."""
-    return beta * ((pi_w - ref_w) - (pi_l - ref_l))
+def nll_per_sequence(logp: Tensor, n_tok: Tensor) -> Tensor:
+    """Mean over sequences of each sequence's summed NLL: -(1/N) sum_i logp_i (the paper's Eq. 9)."""
+    return -logp.mean()
 
 
-def dpo_loss(pi_w: Tensor, pi_l: Tensor, ref_w: Tensor, ref_l: Tensor, beta: float = 0.1) -> Tensor:
-    """Per-pair DPO loss -log sigma(z)."""
-    return -F.logsigmoid(preference_logits(pi_w, pi_l, ref_w, ref_l, beta))
+NLL_REDUCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "token": nll_per_token,
+    "sequence": nll_per_sequence,
+}
 
 
-def pair_stats(pi_w, pi_l, ref_w, ref_l, beta: float) -> dict[str, Tensor]:
-    """DPO-style implicit rewards of one side: chosen, rejected, margin, accuracy (means)."""
-    r_w, r_l = beta * (pi_w - ref_w), beta * (pi_l - ref_l)
-    return {"reward_chosen": r_w.mean(), "reward_rejected": r_l.mean(), "margin": (r_w - r_l).mean(),
-            "accuracy": (r_w > r_l).float().mean()}
+def nll(logp: Tensor, n_tok: Tensor, reduction: str = "token") -> Tensor:
+    """The NLL of sequences with log-probs `logp` and completion lengths `n_tok`, reduced by `reduction`."""
+    return NLL_REDUCTIONS[reduction](logp, n_tok)
 
 
-def clo_loss(policy: Tensor, ref: Tensor, n_tok: Tensor, *, lam: float = 0.5, beta: float = 0.1,
-             nll_on: str = "target") -> tuple[Tensor, dict]:
+NLL_ON = {  # which of CLO's columns (en_chosen, en_rejected, tgt_chosen, tgt_rejected) the NLL covers
+    "target": (2,),  # the paper's choice: y_t | x_t only
+    "both": (2, 0),  # adds y_en | x_en (Table 5)
+}
+
+
+def clo_loss(policy: Tensor, ref: Tensor | None, n_tok: Tensor, *, lam: float = 0.5, beta: float = 0.1,
+             nll_on: str = "target", pref_loss: str = "sigmoid", simpo_gamma: float = 0.5,
+             nll_reduction: str = "token") -> tuple[Tensor, dict]:
     """Cross-Lingual Optimization (Eq. 8-12). Columns: en_chosen, en_rejected, tgt_chosen, tgt_rejected.
 
     `nll_on`: "target" (the paper's choice: NLL on y_t|x_t only) or "both" (adds y_en|x_en, Table 5).
+    `pref_loss`: the pairwise loss of both sides (preference.PREF_LOSSES); `ref` is None for a
+    reference-free one. `nll_reduction`: "token" or "sequence" (Eq. 9 literally).
     """
+    if nll_on not in NLL_ON:
+        raise ValueError(f"nll_on must be one of {', '.join(NLL_ON)}, not {nll_on!r}")
+    pair_loss = PREF_LOSSES[pref_loss]
     en_w, en_l, t_w, t_l = policy.unbind(-1)
-    ref_en_w, ref_en_l, ref_t_w, ref_t_l = ref.unbind(-1)
-    z_en = preference_logits(en_w, en_l, ref_en_w, ref_en_l, beta)
-    z_t = preference_logits(t_w, t_l, ref_t_w, ref_t_l, beta)
-    l_cl = -(F.logsigmoid(z_en) + F.logsigmoid(z_t)).mean()
-    if nll_on == "target":
-        l_sft = nll(t_w, n_tok[:, 2])
-    elif nll_on == "both":
-        l_sft = nll(torch.cat([t_w, en_w]), torch.cat([n_tok[:, 2], n_tok[:, 0]]))
-    else:
-        raise ValueError(f"nll_on must be 'target' or 'both', not {nll_on!r}")
+    ref_en_w, ref_en_l, ref_t_w, ref_t_l = ref.unbind(-1) if ref is not None else (None,) * 4
+    sides = {"en": Pairs(en_w, en_l, ref_en_w, ref_en_l, n_tok[:, 0], n_tok[:, 1]),
+             "tgt": Pairs(t_w, t_l, ref_t_w, ref_t_l, n_tok[:, 2], n_tok[:, 3])}
+    l_cl = (pair_loss.loss(sides["en"], beta, simpo_gamma) + pair_loss.loss(sides["tgt"], beta, simpo_gamma)).mean()
+    cols = NLL_ON[nll_on]
+    l_sft = nll(torch.cat([policy[:, c] for c in cols]), torch.cat([n_tok[:, c] for c in cols]), nll_reduction)
     loss = lam * l_sft + (1 - lam) * l_cl
-    metrics = {"nll": l_sft.detach(), "cl": l_cl.detach(), "nll_en": nll(en_w, n_tok[:, 0]).detach()}
+    metrics = {"nll": l_sft.detach(), "cl": l_cl.detach(), "nll_en": nll(en_w, n_tok[:, 0], nll_reduction).detach()}
     with torch.no_grad():
-        sides = {"en": (en_w, en_l, ref_en_w, ref_en_l), "tgt": (t_w, t_l, ref_t_w, ref_t_l)}
-        for side, (chosen, rejected, ref_chosen, ref_rejected) in sides.items():
-            stats = pair_stats(chosen, rejected, ref_chosen, ref_rejected, beta)
+        for side, pairs in sides.items():
+            stats = pair_stats(pairs, beta, pref_loss)
             metrics.update({f"{side}/{k}": v for k, v in stats.items()})
     return loss, metrics
 
@@ -86,36 +94,44 @@ def clo_loss(policy: Tensor, ref: Tensor, n_tok: Tensor, *, lam: float = 0.5, be
 
 @dataclass(frozen=True)
 class Hyper:
-    """The objective's hyper-parameters (TrainConfig's lam, beta, nll)."""
+    """The objective's hyper-parameters (TrainConfig's lam, beta, nll, pref_loss, simpo_gamma, nll_reduction)."""
 
     lam: float = 0.5
     beta: float = 0.1
     nll_on: str = "target"
+    pref_loss: str = "sigmoid"
+    simpo_gamma: float = 0.5
+    nll_reduction: str = "token"
 
 
-def clo_objective(policy: Tensor, ref: Tensor, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+def clo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
     """L_CLO over units of (en_chosen, en_rejected, tgt_chosen, tgt_rejected): see `clo_loss`."""
-    return clo_loss(policy, ref, n_tok, lam=hp.lam, beta=hp.beta, nll_on=hp.nll_on)
+    return clo_loss(policy, ref, n_tok, lam=hp.lam, beta=hp.beta, nll_on=hp.nll_on, pref_loss=hp.pref_loss,
+                    simpo_gamma=hp.simpo_gamma, nll_reduction=hp.nll_reduction)
 
 
-def dpo_objective(policy: Tensor, ref: Tensor, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
-    """L_DPO over (chosen, rejected) units, each its own example; rewards logged per language side."""
+def dpo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+    """The pairwise loss over (chosen, rejected) units, each its own example (no NLL term: with `orpo`
+    this is ORPO's odds-ratio term alone); rewards logged per language side, the chosen NLL for reading."""
     pi_w, pi_l = policy.unbind(-1)
-    ref_w, ref_l = ref.unbind(-1)
-    loss = dpo_loss(pi_w, pi_l, ref_w, ref_l, hp.beta).mean()
-    metrics = {"nll": nll(pi_w, n_tok[:, 0]).detach()}
+    ref_w, ref_l = ref.unbind(-1) if ref is not None else (None, None)
+    pairs = Pairs(pi_w, pi_l, ref_w, ref_l, n_tok[:, 0], n_tok[:, 1])
+    loss = PREF_LOSSES[hp.pref_loss].loss(pairs, hp.beta, hp.simpo_gamma).mean()
+    metrics = {"nll": nll(pi_w, n_tok[:, 0], hp.nll_reduction).detach()}
     for side, idx in _side_masks(sides, policy.device).items():
-        stats = pair_stats(pi_w[idx], pi_l[idx], ref_w[idx], ref_l[idx], hp.beta)
+        side_pairs = Pairs(*(t[idx] if t is not None else None for t in pairs))
+        stats = pair_stats(side_pairs, hp.beta, hp.pref_loss)
         metrics.update({f"{side}/{k}": v.detach() for k, v in stats.items()})
     return loss, metrics
 
 
 def sft_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
     """L_SFT over units of one chosen sequence; NLL logged per language side."""
-    loss = nll(policy[:, 0], n_tok[:, 0])
+    loss = nll(policy[:, 0], n_tok[:, 0], hp.nll_reduction)
     metrics = {"nll": loss.detach()}
     for side, idx in _side_masks(sides, policy.device).items():
-        metrics[f"{side}/nll"] = nll(policy[idx, 0], n_tok[idx, 0]).detach() if idx.any() else policy.new_tensor(float("nan"))
+        metrics[f"{side}/nll"] = (nll(policy[idx, 0], n_tok[idx, 0], hp.nll_reduction).detach() if idx.any()
+                                  else policy.new_tensor(float("nan")))
     return loss, metrics
 
 
@@ -131,12 +147,15 @@ class Method:
 
     Units of one record are shuffled independently (DPO's "standard DPO on cross-lingual data", SFT's
     mixed-language pairs); CLO's single unit keeps a record's four sequences in the same batch.
+    `pairwise`: the objective compares a chosen and a rejected response (through `Hyper.pref_loss`).
+    `has_nll`: the loss has an NLL term (which `Hyper.nll_reduction` reduces).
     """
 
     name: str
     unit_roles: tuple[tuple[str, ...], ...]
     objective: Callable[[Tensor, Tensor | None, Tensor, list[str], Hyper], tuple[Tensor, dict]]
-    needs_ref: bool
+    pairwise: bool
+    has_nll: bool
 
     @property
     def units_per_record(self) -> int:
@@ -146,13 +165,20 @@ class Method:
     def seqs_per_unit(self) -> int:
         return len(self.unit_roles[0])
 
+    def needs_ref(self, pref_loss: str) -> bool:
+        """Whether training reads pi_ref: only a pairwise method under a loss with a reference term. When
+        False the recipe runs no reference pass, opens no reference cache and loads no second model."""
+        return self.pairwise and PREF_LOSSES[pref_loss].needs_ref
+
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), clo_objective, needs_ref=True),
-    Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), dpo_objective, needs_ref=True),
-    Method("sft", (("en_chosen",), ("tgt_chosen",)), sft_objective, needs_ref=False),
-    Method("sft-eng", (("en_chosen",),), sft_objective, needs_ref=False),
-    Method("sft-tgt", (("tgt_chosen",),), sft_objective, needs_ref=False),
+    Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), clo_objective, pairwise=True,
+           has_nll=True),
+    Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), dpo_objective, pairwise=True,
+           has_nll=False),
+    Method("sft", (("en_chosen",), ("tgt_chosen",)), sft_objective, pairwise=False, has_nll=True),
+    Method("sft-eng", (("en_chosen",),), sft_objective, pairwise=False, has_nll=True),
+    Method("sft-tgt", (("tgt_chosen",),), sft_objective, pairwise=False, has_nll=True),
 )}
 # Two-stage: SFT on the chosen responses of both languages, then DPO with the SFT model as policy and
 # reference (Hong et al. 2024 protocol, paper §4.1).

@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from langshift import models
+from langshift.card import write_training_card
 from langshift.files import InputError, atomic_write_text, stable_hash
 from langshift.fingerprints import weights_fingerprint
 from langshift.records import Record, load_records
@@ -168,6 +169,12 @@ def resume_point(out: Path, resume: bool, main: bool) -> Path | None:
     return start
 
 
+def hyper(cfg: TrainConfig) -> Hyper:
+    """The objective's hyper-parameters from the training options."""
+    return Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll, pref_loss=cfg.pref_loss, simpo_gamma=cfg.simpo_gamma,
+                 nll_reduction=cfg.nll_reduction)
+
+
 def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
                 train_records: list[Record], val_records: list[Record], callbacks=()) -> dict:
     """Train one method from `model_path` into `out`; returns what config.yaml records about it."""
@@ -191,14 +198,15 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
 
     ref_model = None
     fingerprint = weights_fingerprint(model)  # once per stage: names the reference cache's entries too
-    if method.needs_ref and cfg.ref == "precompute":
+    needs_ref = method.needs_ref(cfg.pref_loss)  # a reference-free loss: no pass, no cache, no second model
+    if needs_ref and cfg.ref == "precompute":
         # The node's main process creates and fills the cache; the others wait, then read it.
         with args.main_process_first(local=True, desc="reference log-probs"):
             cache = ReferenceCache(Path(cfg.cache_dir or models.cache_dir()) / "reference.sqlite")
             for units in (train_units, val_units):
                 attach_reference(units, lambda seqs: reference_logps(
                     model, seqs, cache, model_key=fingerprint, plan=plan, progress=cfg.progress and main))
-    elif method.needs_ref:
+    elif needs_ref:
         ref_model = frozen_copy(model)
 
     model = select_trainable(model, cfg.trainable, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
@@ -213,7 +221,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
         model=model, args=args, train_dataset=UnitDataset(train_units), eval_dataset=UnitDataset(val_units or train_units[:1]),
         data_collator=UnitCollator(plan), processing_class=tokenizer,
         callbacks=[MetricsFile(out / "metrics.jsonl"), StepProgress(), *callbacks], method=method,
-        hyper=Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll), plan=plan, ref_model=ref_model,
+        hyper=hyper(cfg), plan=plan, ref_model=ref_model,
     )
     start = resume_point(out, cfg.resume, main)
     trainer.train(resume_from_checkpoint=str(start) if start else None)
@@ -264,4 +272,5 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
     }
     if main:
         atomic_write_text(out / "config.yaml", yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+        write_training_card(out)  # README.md model card; evaluation results are added later
     return out

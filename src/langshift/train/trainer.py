@@ -169,7 +169,7 @@ class LangshiftTrainer(Trainer):
         out = model(**{key: inputs[key] for key in LAYOUT_KEYS})
         policy, n_tok = out["logps"].view(-1, k), out["n_tokens"].view(-1, k)
         ref = inputs.get("ref_logps")
-        if self.method.needs_ref and ref is None:  # on-the-fly reference model
+        if self.method.needs_ref(self.hyper.pref_loss) and ref is None:  # on-the-fly reference model
             with torch.no_grad():
                 ref, _ = layout_logps(self.ref_model, inputs, self.plan)
             ref = ref.view(-1, k)

@@ -1,0 +1,111 @@
+"""Judge-free metrics on held-out quadruples never trained on: language preference and held-out NLL.
+
+No generation, so no sampling noise: each item is four scoring passes. For the eval language L (the
+target t or English) and each held-out record (x_en, y_en, x_t, y_t), with o the other language:
+
+    same  = log π(y_L | x_L)       the reply in the prompt's language
+    other = log π(y_o | x_L)       the same reply in the other language
+
+  langpref     preference        = [same > other]        share of items whose prompt-language reply wins
+               margin            = same − other          nats, summed over each reply's tokens
+               margin_per_token  = same/|y_L| − other/|y_o|   the same, length-normalised
+  heldout_nll  nll_per_token     = −same / |y_L|         target NLL measures competence in the language;
+                                                         English NLL measures "English is kept"
+
+This is CLO's contrastive term (Eq. 6-7 without the reference) measured out of sample. The log-probs
+come from the training engine (`train.encode.Encoder` builds the very sequences training scores,
+`train.logps.completion_logps` scores them), so a metric and the loss never disagree on a token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from langshift.eval.stats import metric_value
+from langshift.files import write_jsonl
+
+MAX_LENGTH = 4096  # held-out pairs are short; nothing is cut at this length
+BATCH_SEQUENCES = 16
+
+SIDES = {"target": ("tgt_chosen", "tgt_rejected"), "en": ("en_chosen", "en_rejected")}
+
+
+def heldout_for(cfg) -> list:
+    """The held-out records for the eval config's target language (the first `cfg.limit`), refused if they
+    overlap the data the model was trained on (`cfg.train_data`)."""
+    from langshift.data.seed import check_disjoint, heldout_records
+    from langshift.data.seed import demo_dir as _demo_dir
+
+    path = cfg.heldout or (_demo_dir() / "heldout_pairs.jsonl")
+    records = heldout_records(cfg.lang, path)[: cfg.limit]
+    if cfg.train_data:
+        from langshift.records import load_records
+
+        check_disjoint(records, load_records(cfg.train_data), path)
+    return records
+
+
+@torch.no_grad()
+def score_sequences(model, sequences, pad_id: int) -> list[tuple[float, int]]:
+    """(log π(y|x) summed over y, |y|) of each encoded sequence, in batches of similar length."""
+    from langshift.train.encode import pad_batch
+    from langshift.train.logps import completion_logps
+
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i].ids))
+    out: list[tuple[float, int] | None] = [None] * len(sequences)
+    device = next(model.parameters()).device
+    model.eval()
+    for start in range(0, len(order), BATCH_SEQUENCES):
+        part = order[start : start + BATCH_SEQUENCES]
+        batch = {k: v.to(device) for k, v in pad_batch([sequences[i] for i in part], pad_id).items()}
+        logps, n_tok = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        for i, lp, n in zip(part, logps.tolist(), n_tok.tolist(), strict=True):
+            out[i] = (lp, int(n))
+    return out
+
+
+def item_scores(ctx, lang: str) -> list[dict]:
+    """Per held-out item in eval language `lang`: same, other (log-probs) and their lengths; computed
+    once per evaluation (both tasks read them)."""
+    key = ("heldout", lang)
+    if key not in ctx.cache:
+        from langshift.models import chat_format
+        from langshift.train.encode import Encoder
+
+        model, tokenizer = ctx.model.get()
+        records = heldout_for(ctx.cfg)
+        encoder = Encoder(tokenizer, chat_format(tokenizer), MAX_LENGTH)
+        same_role, other_role = SIDES["en" if lang == "en" else "target"]
+        encoded = [encoder.encode(r) for r in records]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        scored = score_sequences(model, [e[role] for e in encoded for role in (same_role, other_role)], pad)
+        ctx.cache[key] = [
+            {"id": r.id, "same": scored[2 * i][0], "n_same": scored[2 * i][1],
+             "other": scored[2 * i + 1][0], "n_other": scored[2 * i + 1][1]}
+            for i, r in enumerate(records)
+        ]
+    return ctx.cache[key]
+
+
+def langpref_items(scores: list[dict]) -> list[dict]:
+    return [{"id": s["id"], "preference": float(s["same"] > s["other"]), "margin": s["same"] - s["other"],
+             "margin_per_token": s["same"] / s["n_same"] - s["other"] / s["n_other"],
+             "same": s["same"], "other": s["other"]} for s in scores]
+
+
+def run_langpref(ctx, lang: str) -> dict:
+    """The `langpref` task; items to `langpref.<lang>.jsonl`."""
+    items = langpref_items(item_scores(ctx, lang))
+    write_jsonl(Path(ctx.out) / f"langpref.{lang}.jsonl", items)
+    return {"metrics": {name: metric_value(it[name] for it in items)
+                        for name in ("preference", "margin", "margin_per_token")}, "lang": lang}
+
+
+def run_heldout_nll(ctx, lang: str) -> dict:
+    """The `heldout_nll` task; items to `heldout_nll.<lang>.jsonl`."""
+    items = [{"id": s["id"], "nll_per_token": -s["same"] / s["n_same"], "tokens": s["n_same"]}
+             for s in item_scores(ctx, lang)]
+    write_jsonl(Path(ctx.out) / f"heldout_nll.{lang}.jsonl", items)
+    return {"metrics": {"nll_per_token": metric_value(it["nll_per_token"] for it in items)}, "lang": lang}

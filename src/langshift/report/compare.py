@@ -1,0 +1,124 @@
+"""Paired comparisons A − B: every difference langshift prints comes with a 95% CI and a p-value.
+
+Two evaluations (or two sets of them, one per replicate training seed) are compared task by task, metric
+by metric and language by language, on the items both were scored on. An item's value comes from its
+task's per-item file `<task>.<lang>.jsonl` and the metric's `item_field` (eval/tasks.py); the k sampled
+responses to one prompt average into the prompt's value (`stats.item_values`). Items whose value one side
+lacks (e.g. a response with no counted line, for LPR) drop out of both sides and are counted as excluded;
+item sets that differ otherwise are an error naming the missing ids (`stats.MismatchedItems`).
+
+One evaluation per side: `stats.paired_difference` (paired bootstrap over items, sign-flip p-value).
+Several (replicate seeds): `stats.paired_difference_seeds` (seeds and items resampled hierarchically).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langshift.eval.stats import NoPairedItems, item_values, paired_difference, paired_difference_seeds
+from langshift.eval.tasks import TASKS
+from langshift.files import InputError, iter_jsonl, read_json
+
+RESAMPLES = 10_000
+
+
+def _results(eval_dir: Path) -> dict:
+    path = Path(eval_dir) / "results.json"
+    if not path.is_file():
+        raise InputError(path, "no results.json here (is this an evaluation directory?)")
+    return read_json(path)
+
+
+def item_scores(eval_dir: Path, task: str, metric: str, lang: str) -> dict:
+    """{item id: value or None} of one evaluation, for every item its per-item file lists."""
+    field = TASKS[task].metric(metric).item_field
+    rows = [row for _, row in iter_jsonl(Path(eval_dir) / f"{task}.{lang}.jsonl")]
+    values = item_values(rows, field)
+    return {row["id"]: values.get(row["id"]) for row in rows}
+
+
+def compare_evals(a: list[Path], b: list[Path], *, resamples: int = RESAMPLES, seed: int = 0) -> list[dict]:
+    """A − B for every (task, metric, eval language) that all the evaluations measured item by item.
+
+    `a` and `b` list one evaluation directory per training seed (one each, without replicates)."""
+    results = [_results(d) for d in [*a, *b]]
+    target = results[0]["meta"]["lang"]
+    out = []
+    for name, task in TASKS.items():
+        langs = set.intersection(*(set(r.get(name) or {}) for r in results))
+        for lang in sorted(langs, key=lambda x: (x == "en", x)):
+            for metric in task.metrics:
+                if metric.item_field is None or not metric.in_rows:
+                    continue
+                side_a = {i: item_scores(d, name, metric.name, lang) for i, d in enumerate(a)}
+                side_b = {i: item_scores(d, name, metric.name, lang) for i, d in enumerate(b)}
+                try:
+                    if len(a) == len(b) == 1:
+                        got = paired_difference(side_a[0], side_b[0], resamples=resamples, seed=seed)
+                    else:
+                        got = paired_difference_seeds(side_a, side_b, resamples=resamples, seed=seed)
+                except NoPairedItems:
+                    continue  # nothing to compare on this metric (e.g. LPR with no counted line anywhere)
+                out.append({"task": name, "metric": metric.name, "lang": lang,
+                            "eval_lang": "en" if lang == "en" and target != "en" else "target",
+                            "unit": metric.unit, "higher_is_better": metric.higher_is_better, **got.as_dict()})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- words
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{100 * value:+.1f} points" if unit == "fraction" else f"{value:+.3f} {unit}"
+
+
+def _bound(value: float, unit: str) -> str:
+    return f"{100 * value:+.1f}" if unit == "fraction" else f"{value:+.3f}"
+
+
+def cell(c: dict) -> str:
+    """'+12.5 [+3.1, +21.0] p=0.01' (points for rates)."""
+    return (f"{_bound(c['diff'], c['unit'])} [{_bound(c['ci_low'], c['unit'])}, {_bound(c['ci_high'], c['unit'])}] "
+            f"p={c['p_value']:.2g}")
+
+
+def verdict(c: dict, a: str, b: str, what: str) -> str:
+    """The comparison in words, saying whether it is distinguishable from zero."""
+    seeds = f", {c['seeds_a']} vs {c['seeds_b']} seeds" if max(c["seeds_a"], c["seeds_b"]) > 1 else ""
+    head = (f"{a} − {b} on {what} = {_amount(c['diff'], c['unit'])} (95% CI {_bound(c['ci_low'], c['unit'])} "
+            f"to {_bound(c['ci_high'], c['unit'])}, p = {c['p_value']:.2g}, n = {c['n']} items{seeds})")
+    if not c["excludes_zero"]:
+        return head + ": not distinguishable from zero."
+    better = (c["diff"] > 0) == c["higher_is_better"]
+    return head + f": {a if better else b} is better, and the interval excludes zero."
+
+
+# ------------------------------------------------------------------------------------ within a run
+
+# Contrasts within one run, all else equal: every trained method against the baseline method (added in
+# `run_comparisons`), and the paper's two ablations (Tables 4-5) as A − B.
+ABLATIONS = (("trainable", "attention", "full"), ("nll", "target", "both"), ("nll_reduction", "token", "sequence"))
+
+
+def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, resamples: int = RESAMPLES) -> list[dict]:
+    """Paired comparisons of a run's evaluations: `evals` = (facts, eval dir) of each evaluation, where facts
+    name model, lang, method, size, trainable, nll (and seed, for replicates: a configuration's seeds are
+    compared together, hierarchically)."""
+    groups: dict[tuple, list[Path]] = {}
+    for facts, directory in evals:
+        if facts["method"] != "base":
+            key = tuple(sorted((k, v) for k, v in facts.items() if k != "seed"))
+            groups.setdefault(key, []).append(Path(directory))
+    out = []
+    for key, dirs in groups.items():
+        facts = dict(key)
+        contrasts = [("method", baseline)] if facts["method"] != baseline else []
+        if facts["method"] == "clo":  # CLO against every other method too (Table 1's CLO − SFT+DPO)
+            contrasts += [("method", m) for m in {dict(k)["method"] for k in groups} - {"clo", "base", baseline}]
+        contrasts += [(axis, b) for axis, a, b in ABLATIONS if facts.get(axis) == a]
+        for axis, other_value in contrasts:
+            other = groups.get(tuple(sorted({**facts, axis: other_value}.items())))
+            if other:
+                for c in compare_evals(sorted(dirs), sorted(other), resamples=resamples):
+                    out.append({**facts, "axis": axis, "a": facts[axis], "b": other_value, **c})
+    return out

@@ -1,0 +1,103 @@
+"""Paired comparisons of evaluations: item by item, seeds grouped, mismatches named; seeds in plans and rows."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from langshift.eval.stats import MismatchedItems
+from langshift.experiment import load_experiment, plan
+from langshift.files import write_json, write_jsonl
+from langshift.report.compare import compare_evals, run_comparisons
+from langshift.report.rows import collapse_seeds
+
+DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"
+
+
+def _eval_dir(root: Path, name: str, passes: dict[str, list[bool]], accuracy: dict[str, int]) -> Path:
+    """An evaluation directory as the suite writes it: results.json + per-item files (k samples per prompt)."""
+    d = root / name
+    items = [{"id": pid, "sample": s, "response_pass": ok, "line_pass": None, "line_langs": []}
+             for pid, oks in passes.items() for s, ok in enumerate(oks)]
+    write_jsonl(d / "fidelity.sw.jsonl", items)
+    write_jsonl(d / "belebele.sw.jsonl", [{"id": i, "correct": c} for i, c in accuracy.items()])
+    write_json(d / "results.json", {"meta": {"lang": "sw"}, "fidelity": {"sw": {}}, "belebele": {"sw": {}}})
+    return d
+
+
+def _random_side(root, name, rng, p):
+    passes = {f"p{i}": [rng.random() < p for _ in range(2)] for i in range(30)}
+    return _eval_dir(root, name, passes, {f"q{i}": int(rng.random() < 0.5) for i in range(20)})
+
+
+def test_two_evaluations_item_by_item(tmp_path):
+    rng = random.Random(0)
+    a = _random_side(tmp_path, "a", rng, 0.9)
+    b = _random_side(tmp_path, "b", rng, 0.3)
+    got = {(c["task"], c["metric"]): c for c in compare_evals([a], [b], resamples=2000)}
+    fid = got[("fidelity", "response_pass_rate")]
+    assert fid["n"] == 30 and fid["excluded"] == 0 and fid["excludes_zero"] and fid["diff"] > 0.3
+    assert fid["ci_low"] < fid["diff"] < fid["ci_high"] and fid["p_value"] < 0.01
+    assert ("fidelity", "line_pass_rate") not in got  # no counted line anywhere: nothing to compare
+    assert got[("belebele", "accuracy")]["n"] == 20
+
+
+def test_mismatched_items_are_named_never_a_silent_subset(tmp_path):
+    a = _eval_dir(tmp_path, "a", {"p1": [True], "p2": [False]}, {"q1": 1})
+    b = _eval_dir(tmp_path, "b", {"p1": [True], "p3": [False]}, {"q1": 0})
+    with pytest.raises(MismatchedItems, match="p2") as e:
+        compare_evals([a], [b])
+    assert "p3" in str(e.value)
+
+
+def test_seeds_are_compared_hierarchically_and_from_the_cli(tmp_path):
+    rng = random.Random(1)
+    a = [_random_side(tmp_path, f"a{s}", rng, 0.8) for s in range(3)]
+    b = [_random_side(tmp_path, f"b{s}", rng, 0.4) for s in range(3)]
+    got = {(c["task"], c["metric"]): c for c in compare_evals(a, b, resamples=2000)}
+    fid = got[("fidelity", "response_pass_rate")]
+    assert (fid["seeds_a"], fid["seeds_b"]) == (3, 3) and fid["excludes_zero"]
+    from langshift.cli import app
+
+    res = CliRunner().invoke(app, ["compare", ",".join(map(str, a)), ",".join(map(str, b)), "--resamples", "500"])
+    assert res.exit_code == 0, res.output
+    assert "A − B on language fidelity (sw) = +" in res.output and "3 vs 3 seeds" in res.output
+
+
+def test_run_comparisons_contrast_each_method_with_the_baseline_and_the_ablations(tmp_path):
+    rng = random.Random(2)
+    facts = {"model": "m", "lang": "sw", "size": 8, "trainable": "attention", "nll": "target"}
+    evals = [({**facts, "method": "base", "trainable": None, "nll": None}, _random_side(tmp_path, "base", rng, .5))]
+    for name, f in {"sft": {"method": "sft"}, "clo": {"method": "clo"},
+                    "clo-full": {"method": "clo", "trainable": "full"},
+                    "clo-both": {"method": "clo", "nll": "both"}}.items():
+        evals.append(({**facts, **f}, _random_side(tmp_path, name, rng, 0.5)))
+    got = {(c["axis"], c["a"], c["b"], c["trainable"], c["nll"]) for c in run_comparisons(evals, resamples=200)}
+    assert got == {("method", "clo", "sft", "attention", "target"), ("trainable", "attention", "full", "attention",
+                   "target"), ("nll", "target", "both", "attention", "target")}
+
+
+def test_seeds_multiply_training_runs_and_the_eval_seed_follows_them(tmp_path):
+    exp = load_experiment(DEMO, quick=True, overrides=[f"out={tmp_path}", "seeds=[0, 1, 2]"])
+    stages = plan(exp, tmp_path)
+    trains = [s for s in stages if s.kind == "train"]
+    assert len(trains) == 2 * 3 and {s.spec["train"]["seed"] for s in trains} == {0, 1, 2}
+    assert len({s.directory(tmp_path) for s in trains}) == 6
+    evals = [s for s in stages if s.kind == "eval" and s.facts["method"] != "base"]
+    assert all(s.spec["eval"]["seed"] == s.facts["seed"] for s in evals)
+    with pytest.raises(ValueError, match="distinct"):
+        load_experiment(DEMO, overrides=["seeds=[1, 1]"])
+
+
+def test_collapse_seeds_mean_and_spread():
+    rows = [{"model": "m", "lang": "sw", "method": "clo", "size": 8, "trainable": "attention", "nll": "target",
+             "task": "fidelity", "eval_lang": "target", "metric": "response_pass_rate", "value": v, "stderr": 0.01,
+             "n": 50, "seed": s} for s, v in enumerate((0.5, 0.6, 0.7))]
+    (row,) = collapse_seeds(rows)
+    assert row["value"] == pytest.approx(0.6) and row["seeds"] == 3 and row["seed_sd"] == pytest.approx(0.1)
+    assert row["stderr"] == pytest.approx(0.1 / 3**0.5) and "seed" not in row
+    assert json.dumps(row)  # still plain JSON
