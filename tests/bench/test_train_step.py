@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from langshift.records import Record, save_records
+from langshift.train.config import DEVICE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,12 +57,13 @@ def test_targets_compare_against_their_bounds(train_step):
 def test_bench_runs_end_to_end_on_a_tiny_model(tiny_llama, train_step):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(ROOT / "bench" / "train_step.py"), "--model", str(tiny_llama), "--records", "8",
-           "--steps", "1", "--threads", "1", "--matmul-n", "128", "--max-length", "256",
+           "--steps", "1", "--threads", "1", "--matmul-n", "128", "--max-length", "2048",
            "--contenders", "clo,clo-rows4-mb2,sft,trl-dpo"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["clo_layout"] == {"share": True, "bin_tokens": 1024, "mask": "sdpa", "fallback": ""}
+    assert summary["clo_layout"] == {"share": True, "bin_tokens": DEVICE_DEFAULTS["cpu"]["bin_tokens"], "mask": "sdpa",
+                                     "fallback": ""}
     assert 0 < summary["clo_forward_tokens"] < summary["clo_tokens"]  # each prompt once
     assert summary["clo_padding_share_after"] == 0 <= summary["clo_padding_share_before"] < 1
     assert summary["trl_dpo_same_token_ids"] is True
