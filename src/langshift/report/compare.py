@@ -88,7 +88,10 @@ def verdict(c: dict, a: str, b: str, what: str) -> str:
     head = (f"{a} − {b} on {what} = {_amount(c['diff'], c['unit'])} (95% CI {_bound(c['ci_low'], c['unit'])} "
             f"to {_bound(c['ci_high'], c['unit'])}, p = {c['p_value']:.2g}, n = {c['n']} items{seeds})")
     if not c["excludes_zero"]:
-        return head + ": not distinguishable from zero."
+        mdd = c.get("detectable")
+        power = (f" (this comparison detects a true difference of {_amount(mdd, c['unit']).lstrip('+')} or more "
+                 "80% of the time)") if mdd is not None and mdd == mdd else ""
+        return head + f": not distinguishable from zero{power}."
     better = (c["diff"] > 0) == c["higher_is_better"]
     return head + f": {a if better else b} is better, and the interval excludes zero."
 
