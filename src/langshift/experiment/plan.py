@@ -81,9 +81,14 @@ def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data
     limit = size // len(datas) if size and several else size
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
                "lang": lang, "limit": limit, "trainable": trainable, "nll": nll, "seed": seed}
-    options.pop("multilingual", None)  # said by the language list (and kept out of single stages' keys)
+    # Said by the language list; and on one language cl_negatives has no other target to reject, so
+    # both stay out of a single-language stage's key (it is the same run, shared with other configs).
+    options.pop("multilingual", None)
+    cl_negatives = options.pop("cl_negatives", None)
     if several:
         options["multilingual"] = True
+        if cl_negatives is not None:
+            options["cl_negatives"] = cl_negatives
     # The default reduction stays out of the hashed inputs and the label, so runs planned before the
     # option existed keep their stage directories (and their finished work).
     options.pop("nll_reduction", None)
