@@ -32,18 +32,21 @@ BATCH_TOKENS = 4096
 SIDES = {"target": ("tgt_chosen", "tgt_rejected"), "en": ("en_chosen", "en_rejected")}
 
 
-def heldout_for(cfg) -> list:
-    """The held-out records for the eval config's target language (the first `cfg.limit`), refused if they
-    overlap the data the model was trained on (`cfg.train_data`)."""
+def heldout_for(cfg, lang: str | None = None) -> list:
+    """The held-out records of target language `lang` (English: the eval config's first target, whose pairs
+    give x_en, y_en and the rejected y_t) (the first `cfg.limit`), refused if they overlap the data the
+    model was trained on (`cfg.train_data`: one records file, or several comma-separated)."""
     from langshift.data.seed import check_disjoint, heldout_records
     from langshift.data.seed import demo_dir as _demo_dir
 
     path = cfg.heldout or (_demo_dir() / "heldout_pairs.jsonl")
-    records = heldout_records(cfg.lang, path)[: cfg.limit]
+    target = cfg.targets[0] if lang in (None, "en") else lang
+    records = heldout_records(target, path)[: cfg.limit]
     if cfg.train_data:
         from langshift.records import load_records
 
-        check_disjoint(records, load_records(cfg.train_data), path)
+        trained = [r for source in cfg.train_data.split(",") for r in load_records(source)]
+        check_disjoint(records, trained, path)
     return records
 
 
@@ -74,7 +77,7 @@ def item_scores(ctx, lang: str) -> list[dict]:
         from langshift.train.encode import Encoder
 
         model, tokenizer = ctx.model.get()
-        records = heldout_for(ctx.cfg)
+        records = heldout_for(ctx.cfg, lang)
         encoder = Encoder(tokenizer, chat_format(tokenizer), MAX_LENGTH)
         same_role, other_role = SIDES["en" if lang == "en" else "target"]
         encoded = [encoder.encode(r) for r in records]

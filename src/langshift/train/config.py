@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from langshift.files import InputError
-from langshift.languages import canonical_code
+from langshift.languages import canonical_code, canonical_code_list
 from langshift.model_ref import ModelRef
 from langshift.options import Options, read_yaml
-from langshift.train.objectives import NLL_REDUCTIONS, PIPELINES
+from langshift.train.objectives import METHODS, NLL_REDUCTIONS, PIPELINES
 from langshift.train.params import MODES
 from langshift.train.preference import PREF_LOSSES
 
@@ -23,6 +23,8 @@ MethodName = Literal[tuple(PIPELINES)]  # type: ignore[valid-type]
 PrefLossName = Literal[tuple(PREF_LOSSES)]  # type: ignore[valid-type]
 NllReduction = Literal[tuple(NLL_REDUCTIONS)]  # type: ignore[valid-type]
 LangCode = Annotated[str, AfterValidator(canonical_code)]
+LangCodes = Annotated[str, AfterValidator(canonical_code_list)]
+CL_NEGATIVES = ("english", "all")
 
 
 # Defaults that depend on where training runs, measured with bench/train_step.py (README, "How the
@@ -37,8 +39,15 @@ DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
 class TrainConfig(Options):
     method: MethodName = Field("clo", description="Training method")
     model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
-    data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name.")
-    lang: LangCode | None = Field(None, description="Target language (sw, swh, sw-KE, ...); checked against the records.")
+    data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name; with several languages, one "
+                      "source per language in --lang's order (comma-separated), or one source holding them all.")
+    lang: LangCodes | None = Field(None, description="Target language (sw, swh, sw-KE, ...), or several (sw,de: one "
+                                   "multilingual model); checked against the records.")
+    multilingual: bool = Field(False, description="Train one model on the union of several target languages' records "
+                               "(set by a --lang list; with one --data source and no --lang, every language in it).")
+    cl_negatives: Literal[CL_NEGATIVES] = Field("english", description="What a target prompt x_t rejects: 'english' "  # type: ignore[valid-type]
+                                                "(y_en, the paper) or 'all' (also the other targets' replies to the same "
+                                                "English source; multilingual CLO).")
     out: str = Field("runs/train", description="Output directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside --model (dequantized on load).")
     # objective (paper: lambda 0.5, beta 0.1, NLL on the target language only)
@@ -80,6 +89,29 @@ class TrainConfig(Options):
     report_to: list[str] = Field(["none"], description="none | tensorboard | wandb (comma-separated).")
     trust_remote_code: bool = Field(False, description="Allow the model repo's own code (off unless asked).")
     progress: bool = Field(True, description="Show progress bars.", json_schema_extra={"cli": False})
+
+    @model_validator(mode="after")
+    def _several_languages(self) -> TrainConfig:
+        """A --lang list is a multilingual run; several --data sources are one per listed language."""
+        if len(self.langs) > 1 and not self.multilingual:
+            self.multilingual = True
+        if self.cl_negatives == "all" and not any(METHODS[m].cross_negatives for m in PIPELINES[self.method]):
+            raise ValueError(f"cl_negatives 'all' is CLO's (its target side); method {self.method!r} has none")
+        sources = self.data_sources
+        if len(sources) > 1 and len(sources) != len(self.langs):
+            raise ValueError(f"{len(sources)} data sources need as many --lang codes, in the same order "
+                             f"(got {self.lang or 'none'!r})")
+        return self
+
+    @property
+    def langs(self) -> list[str]:
+        """The target languages of --lang, in order ([] when unset: the records' own)."""
+        return self.lang.split(",") if self.lang else []
+
+    @property
+    def data_sources(self) -> list[str]:
+        """--data as a list: one source, or one per language of --lang."""
+        return [part.strip() for part in self.data.split(",") if part.strip()]
 
     @field_validator("max_steps")
     @classmethod

@@ -38,6 +38,7 @@ from langshift.train.trainer import (
     attach_reference,
     build_units,
     frozen_copy,
+    language_counts,
 )
 
 
@@ -56,21 +57,44 @@ def split_records(records: list[Record], val_size: float, seed: int) -> tuple[li
 def load_splits(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
     """Train/validation records. The split the data carries is kept: `meta.split` of a records.jsonl
     that `langshift data` built, or a datasets dir's validation split; otherwise `val_size` holds some
-    out. `limit` cuts train only."""
-    train = load_records(cfg.data, cfg.lang)
+    out. `limit` cuts train only, per language.
+
+    Several languages (a multilingual run): one source per --lang code, each split on its own, or one
+    source holding them all, split as one; the union trains one model. The same `seed` splits
+    every language, so records that share an English source id go to the same side when the data
+    marks the split (as `langshift data` does, by prompt group)."""
+    sources = cfg.data_sources
+    if len(sources) > 1:  # one source per language, in --lang's order
+        parts = [_source_splits(cfg, source, lang) for source, lang in zip(sources, cfg.langs, strict=True)]
+    else:
+        train, val = _source_splits(cfg, sources[0], cfg.langs or None)
+        langs = list(dict.fromkeys(r.lang for r in train))
+        if len(langs) > 1 and not cfg.multilingual:
+            raise InputError(sources[0], f"records in several languages ({', '.join(langs)}): pass --lang with "
+                             "the one to train, or a list of them (--lang sw,de) for one multilingual model", field="lang")
+        parts = [([r for r in train if r.lang == lang], [r for r in val if r.lang == lang]) for lang in langs]
+    for (train, _), lang in zip(parts, cfg.langs, strict=False):
+        if not train:
+            raise InputError(",".join(sources), f"no training records in {lang!r}", field="lang")
+    if cfg.limit:
+        parts = [(train[: cfg.limit], val) for train, val in parts]
+    return [r for train, _ in parts for r in train], [r for _, val in parts for r in val]
+
+
+def _source_splits(cfg: TrainConfig, source: str, lang) -> tuple[list[Record], list[Record]]:
+    """One source's train/validation records (see `load_splits`)."""
+    train = load_records(source, lang)
     val: list[Record] = []
     marked = {r.meta.get("split") for r in train}
     if "validation" in marked and marked <= {"train", "validation"}:
         train, val = ([r for r in train if r.meta["split"] == split] for split in ("train", "validation"))
-    elif Path(cfg.data).is_dir() and not (Path(cfg.data) / "records.jsonl").is_file():
+    elif Path(source).is_dir() and not (Path(source) / "records.jsonl").is_file():
         try:
-            val = load_records(cfg.data, cfg.lang, split="validation")
+            val = load_records(source, lang, split="validation")
         except InputError:  # no validation split
             val = []
     if not val:
         train, val = split_records(train, cfg.val_size, cfg.seed)
-    if cfg.limit:
-        train = train[: cfg.limit]
     return train, val
 
 
@@ -172,7 +196,7 @@ def resume_point(out: Path, resume: bool, main: bool) -> Path | None:
 def hyper(cfg: TrainConfig) -> Hyper:
     """The objective's hyper-parameters from the training options."""
     return Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll, pref_loss=cfg.pref_loss, simpo_gamma=cfg.simpo_gamma,
-                 nll_reduction=cfg.nll_reduction)
+                 nll_reduction=cfg.nll_reduction, cl_negatives=cfg.cl_negatives)
 
 
 def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
@@ -183,8 +207,8 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     tokenizer = models.load_tokenizer(spec, trust_remote_code=cfg.trust_remote_code)
     model = models.load_model(spec, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     encoder = Encoder(tokenizer, models.chat_format(tokenizer), cfg.max_length)
-    train_units = build_units(train_records, encoder, method)
-    val_units = build_units(val_records, encoder, method)
+    train_units = build_units(train_records, encoder, method, cfg.cl_negatives)
+    val_units = build_units(val_records, encoder, method, cfg.cl_negatives)
 
     world = _world_size()
     plan = plan_layout(model, cfg.on_device("bin_tokens", device_kind()), check=False)  # what its attention implementation takes
@@ -242,6 +266,8 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
         "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_eval_loss": trainer.state.best_metric, "trainable": share,
         "truncation": encoder.report.as_dict(),
+        "languages": {"train": language_counts(train_records, method, cfg.cl_negatives),
+                      "validation": language_counts(val_records, method, cfg.cl_negatives)},
     }
 
 
