@@ -3,8 +3,9 @@
 Both score the same four sequences per held-out pair (x_L ++ y_L and x_L ++ y_other, L in {target,
 English}) with the same model. The plain loop is what one writes first: one `model(input_ids).logits`
 per sequence, a log-softmax over the whole vocabulary at every position, the response's tokens gathered.
-Ours (`eval/heldout.py`) batches sequences of similar length (`train.logps` buckets, <= 10% padding)
-and projects only the response positions' hidden states onto the vocabulary. The two must agree on
+Ours (`eval/heldout.py`) lays them out as training does (`train/layout.py`: the two replies under one
+prompt share it, rows packed without padding) and projects only the response positions' hidden states
+onto the vocabulary. The two must agree on
 every log-prob (the script fails otherwise).
 
     python bench/eval_langpref.py [--model smollm2] [--items 60] [--lang sw] [--rounds 2]
@@ -56,12 +57,11 @@ def main() -> None:
     encoder = Encoder(tok, chat_format(tok), 4096)
     encoded = [encoder.encode(r) for r in records]
     sequences = [e[role] for e in encoded for side in SIDES.values() for role in side]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     ours_s, plain_s = [], []
     for _ in range(args.rounds):
         t0 = time.perf_counter()
-        ours = [lp for lp, _ in score_sequences(model, sequences, pad)]
+        ours = [lp for lp, _ in score_sequences(model, sequences)]
         ours_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         plain = plain_scores(model, sequences)

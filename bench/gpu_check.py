@@ -6,9 +6,9 @@
 Per shape, in one run, on the same records and the same random-weight bf16 model (built on the GPU
 from the shape's config.json; nothing is downloaded), each contender in its own process through the
 workers of bench/train_step.py:
-  clo      our engine, attention-only, the reference pre-pass (no-grad, into an empty cache) timed
-           as part of its cost; records per forward as `langshift train` picks them (token budget);
-  sft      our engine, `--method sft`, the same trainable set and micro-batching rule;
+  clo      our engine with `langshift train`'s GPU defaults, attention-only, the reference pre-pass
+           (no-grad, into an empty cache) timed as part of its cost;
+  sft      our engine, `--method sft`, the same trainable set and defaults;
   trl-dpo  TRL's DPOTrainer on the doubled triplets (x_en, y_en, y_t) and (x_t, y_t, y_en), TRL's
            defaults (activation checkpointing on, reference = a second copy of the model).
 `--steps` optimizer steps of 8 records each. Reported per contender: seconds per record (all steps,
@@ -18,7 +18,9 @@ n x n matmul measured in this run:
     model FLOPs = (2N + 2N + 2N_t) * T [forward, input gradients, weight gradients of the trained part]
                 + 2N * T                [reference forward: clo and trl-dpo]
 with N the parameters that take part in matmuls, N_t the trained ones, T the tokens of the trained
-sequences. Then the paper's efficiency claims (Limitations, "Computational Efficiency": CLO's GPU
+sequences (the useful work: a prompt our layout runs once for its two responses counts twice;
+`forward_tokens` says what our forward ran). Then the paper's efficiency claims (Limitations,
+"Computational Efficiency": CLO's GPU
 memory "up to 55% higher than ... SFT" and "approximately 30% lower than ... DPO"; training time
 "nearly identical to or slightly higher than that of SFT") are checked on this machine:
     clo_mem_vs_sft <= 1.55    clo_mem_vs_dpo <= 0.70    clo_time_vs_sft <= --time-close (1.25)
@@ -103,6 +105,7 @@ def summarize(contender: str, r: dict, peak_flops: float) -> dict:
         "ref_s": r["ref_s"],
         "step_s": [round(s, 4) for s in steps],
         "tokens": r["tokens"],
+        "forward_tokens": r.get("forward_tokens"),
         "tokens_per_s": r["tokens"] / r["time_s"],
         "peak_mem_mb": r["peak_delta_mb"],
         "peak_reserved_mb": r.get("peak_reserved_mb"),
@@ -189,7 +192,7 @@ def main() -> None:
         base = {"model": str(tokenizer_dir), "tokenizer": str(tokenizer_dir), "data": str(data), "work": str(work),
                 "steps": steps, "lr": 5e-5, "max_length": a.max_length or (512 if a.tiny else 3000),
                 "threads": 1 if a.tiny else 0, "device": device,
-                "dtype": "float32" if a.tiny else "bfloat16", "micro_batch": "engine",
+                "dtype": "float32" if a.tiny else "bfloat16",
                 "matmul_n": a.matmul_n or (256 if a.tiny else 8192), "matmul_reps": 10}
         plan_path = work / "plan-matmul.json"
         plan_path.write_text(json.dumps(base))

@@ -66,6 +66,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec: on Linux, SIGTERM it when the test process dies, so a killed
+    test run (where no fixture teardown runs) leaves no server spinning on the machine's two cores."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 @contextmanager
 def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
     """llama.cpp's OpenAI-compatible server (llama-cpp-python) on loopback serving `model`; yields its
@@ -78,7 +88,7 @@ def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1",
            "--n_threads_batch", "1", "--seed", "0"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 120

@@ -195,3 +195,34 @@ def test_parent_view_reads_a_childs_progress_channel(tmp_path, monkeypatch):
         assert "prompt/s ETA " in progress.read_progress(channel)
     progress.report_steps(2, 8, elapsed=10.0)
     assert progress.read_progress(channel) == "steps 2/8 0.2 step/s ETA 00:30"
+
+
+def test_multilingual_plans_one_training_stage_on_every_language_and_evaluates_it_in_each(tmp_path):
+    """`ablations.multilingual: [false, true]`: a model per language as before (same stage keys), plus one
+    model on sw+de that reads both data stages, takes `size` records in all (size / 2 of each) and is
+    evaluated once, in sw, de and English."""
+    single = _dirs(load_experiment(_config(tmp_path, languages=["sw", "de"], methods=["clo"], sizes=[48],
+                                           out=str(tmp_path / "run"))))
+    exp = load_experiment(_config(tmp_path, languages=["sw", "de"], methods=["clo"], sizes=[48],
+                                  out=str(tmp_path / "run"), **{"ablations.multilingual": [False, True],
+                                                                "train.cl_negatives": "all"}))
+    stages = plan(exp, Path(exp.out))
+    both = _dirs(exp)
+    assert all(both[k] == v for k, v in single.items() if not k.startswith(("train:", "eval:")) or "base" in k)
+    multi = [s for s in stages if "sw+de" in s.label]
+    assert sorted(f"{s.kind}:{s.label}" for s in multi) == [
+        "eval:smollm2-135m-sw+de-clo-48-attention-target", "train:smollm2-135m-sw+de-clo-48-attention-target"]
+    train_stage, eval_stage = sorted(multi, key=lambda s: s.kind != "train")
+    assert train_stage.spec["train"]["lang"] == "sw,de" and train_stage.spec["train"]["multilingual"] is True
+    assert train_stage.spec["train"]["limit"] == 24  # 24 sw + 24 de: the 6 steps of a 48-record model
+    assert [n.label for n in train_stage.needs] == ["sw", "de"] and len(train_stage.spec["data_dirs"]) == 2
+    assert eval_stage.needs[0] is train_stage and eval_stage.spec["eval"]["lang"] == "sw,de"
+    assert eval_stage.facts["trained_langs"] == "sw+de" and eval_stage.facts["lang"] == "sw"
+    from langshift.eval.config import EvalConfig
+
+    cfg = EvalConfig.parse({**eval_stage.spec["eval"], "model": "smollm2", "out": str(tmp_path / "e")})
+    assert cfg.langs == ["sw", "de", "en"]
+    singles = {s.label for s in stages if s.kind == "train" and "sw+de" not in s.label}
+    assert singles == {"smollm2-135m-sw-clo-48-attention-target", "smollm2-135m-de-clo-48-attention-target"}
+    with pytest.raises(InputError, match="at least two"):
+        load_experiment(_config(tmp_path, **{"train.multilingual": True}))

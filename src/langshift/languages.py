@@ -184,3 +184,12 @@ def get_language(code: str) -> Language:
 
 def canonical_code(code: str) -> str:
     return get_language(code).code
+
+
+def canonical_code_list(value: str) -> str:
+    """"sw, swh,de" -> "sw,de": a comma-separated list of language codes made canonical, each once, in the
+    order given (how --lang names the several target languages of one multilingual model)."""
+    codes = [canonical_code(part.strip()) for part in value.split(",") if part.strip()]
+    if not codes:
+        raise ValueError("expected a language code or a comma-separated list of them")
+    return ",".join(dict.fromkeys(codes))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,22 +59,39 @@ def validate_record(obj: dict, *, file: str | os.PathLike, line: int | None) -> 
     return Record(str(obj["id"]), lang, *(obj[k] for k in TEXT_FIELDS), meta=meta)
 
 
-def _check_set(records: list[tuple[int | None, Record]], file, lang: str | None) -> list[Record]:
-    seen: dict[str, int | None] = {}
-    want = canonical_code(lang) if lang else None
+def wanted_languages(lang: str | Collection[str] | None) -> list[str]:
+    """Canonical codes of `lang`: one code, a comma-separated list ("sw,de") or a collection; [] for None."""
+    if not lang:
+        return []
+    parts = lang.split(",") if isinstance(lang, str) else list(lang)
+    return [canonical_code(p.strip()) for p in parts if p.strip()]
+
+
+def source_id(rec: Record) -> str:
+    """The English source a record translates: `meta.source_id`, else its `id`. Records of different
+    target languages made from one English (prompt, response) share it (the demo data and `langshift data`
+    reuse the English row's id in every language; a hub dataset with per-language ids sets meta.source_id)."""
+    return str(rec.meta.get("source_id") or rec.id)
+
+
+def _check_set(records: list[tuple[int | None, Record]], file, lang: str | Collection[str] | None) -> list[Record]:
+    # An id is unique within a language: the same id in two languages marks one English source.
+    seen: dict[tuple[str, str], int | None] = {}
+    want = wanted_languages(lang)
     for line, rec in records:
-        if rec.id in seen:
-            first = f" (first at line {seen[rec.id]})" if seen[rec.id] is not None else ""
+        if (rec.lang, rec.id) in seen:
+            first = f" (first at line {seen[rec.lang, rec.id]})" if seen[rec.lang, rec.id] is not None else ""
             raise InputError(file, f"duplicate id {rec.id!r}{first}", line=line, field="id")
-        seen[rec.id] = line
-        if want and rec.lang != want:
-            raise InputError(file, f"record language {rec.lang!r} differs from --lang {want!r}", line=line, field="lang")
+        seen[rec.lang, rec.id] = line
+        if want and rec.lang not in want:
+            raise InputError(file, f"record language {rec.lang!r} differs from --lang {','.join(want)!r}", line=line,
+                             field="lang")
     if not records:
         raise InputError(file, "no records")
     return [rec for _, rec in records]
 
 
-def load_jsonl_records(path: str | os.PathLike, lang: str | None = None) -> list[Record]:
+def load_jsonl_records(path: str | os.PathLike, lang: str | Collection[str] | None = None) -> list[Record]:
     return _check_set([(i, validate_record(o, file=path, line=i)) for i, o in iter_jsonl(path)], path, lang)
 
 
@@ -92,8 +110,9 @@ def _rows_from_dataset(ds, name: str, lang):
     return _check_set([(i, _from_row(row, name, i)) for i, row in enumerate(ds, 1)], name, lang)
 
 
-def load_records(source: str | os.PathLike, lang: str | None = None, split: str = "train") -> list[Record]:
-    """Load records from a JSONL file, a `datasets` save_to_disk dir, or a hub dataset name."""
+def load_records(source: str | os.PathLike, lang: str | Collection[str] | None = None, split: str = "train") -> list[Record]:
+    """Load records from a JSONL file, a `datasets` save_to_disk dir, or a hub dataset name; `lang` (one code,
+    "sw,de" or a list) is what every record's language must be."""
     path = Path(source)
     if path.is_file():
         return load_jsonl_records(path, lang)

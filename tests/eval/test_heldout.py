@@ -113,3 +113,28 @@ def test_samples_per_prompt_from_one_prefill_and_fluent_fidelity(tmp_path, tiny_
     again = evaluate({"model": str(tiny_llama), "lang": "sw", "out": str(out), "tasks": ["fidelity"], "limit": 3,
                       "samples": 3, "max_new_tokens": 6, "batch_size": 2})
     assert "generate.sw" not in again["meta"]["seconds"]
+
+
+def test_a_multilingual_model_is_evaluated_in_each_language_and_english_with_a_row_each(tmp_path, tiny_llama):
+    """`lang: sw,de`: one evaluation, held-out scores in sw and de from each language's own pairs, English
+    from the first language's; report rows carry each language and `trained_langs`."""
+    from langshift.report.rows import result_rows
+
+    items = [{**item, "translations": {**item["translations"], "de": {"prompt": f"Frage {i}?",
+                                                                      "response": f"Antwort {i}."}}}
+             for i, item in enumerate(ITEMS)]
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items), encoding="utf-8")
+    state = evaluate(EvalConfig(model=str(tiny_llama), lang="sw,de", out=str(tmp_path / "out"), heldout=str(heldout),
+                                tasks=["langpref", "heldout_nll"]))
+    assert set(state["langpref"]) == set(state["heldout_nll"]) == {"sw", "de", "en"}
+    de_rows = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "heldout_nll.de.jsonl")}
+    sw_rows = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "heldout_nll.sw.jsonl")}
+    assert de_rows["h1"]["nll_per_token"] != sw_rows["h1"]["nll_per_token"]  # each language its own pairs
+    facts = {"model": "tiny", "lang": "sw", "method": "clo", "size": 2, "trainable": "attention", "nll": "target",
+             "nll_reduction": "token", "trained_langs": "sw+de"}
+    rows = result_rows(state, facts)
+    by = {(r["task"], r["metric"], r["lang"], r["eval_lang"]) for r in rows}
+    assert {("heldout_nll", "nll_per_token", lang, ev) for lang, ev in (("sw", "target"), ("de", "target"),
+                                                                        ("sw", "en"))} <= by
+    assert all(r["trained_langs"] == "sw+de" for r in rows)

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from langshift import cli
 from langshift.train import reference
+from langshift.train.layout import scored_sequences
 from langshift.train.trainer import LangshiftTrainer
 
 
@@ -34,10 +35,7 @@ def main() -> None:
 
     def observed_compute_loss(self, model, inputs, *args, **kw):
         if model.training:
-            seqs = [
-                ids[m.bool()].tolist()
-                for ids, m in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
-            ]
+            seqs = scored_sequences(inputs)
             emit(
                 event="batch",
                 step=self.state.global_step,
@@ -61,13 +59,13 @@ def main() -> None:
         emit(event="done", steps=self.state.global_step, **checksums(self.model))
         return out
 
-    scored = reference.completion_logps
+    scored = reference.sequence_logps
 
-    def observed_scoring(lm, input_ids, *args, **kw):
-        emit(event="reference", rows=int(input_ids.shape[0]))
-        return scored(lm, input_ids, *args, **kw)
+    def observed_scoring(lm, seqs, *args, **kw):
+        emit(event="reference", rows=len(seqs))
+        return scored(lm, seqs, *args, **kw)
 
-    reference.completion_logps = observed_scoring
+    reference.sequence_logps = observed_scoring
     LangshiftTrainer.compute_loss = observed_compute_loss
     LangshiftTrainer.train = observed_train
     torch.set_num_threads(1)

@@ -4,8 +4,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from langshift import models
 from langshift.records import Record
-from langshift.train.encode import Encoder, pad_batch
-from langshift.train.logps import completion_logps, install_logps_forward
+from langshift.train.encode import Encoder
+from langshift.train.layout import LayoutPlan, layout
+from langshift.train.logps import install_logps_forward, layout_logps
 
 REC = Record("r1", "sw", "What is rain?", "Rain is water falling from clouds.", "Mvua ni nini?",
              "Mvua ni maji yanayoanguka kutoka mawinguni.")
@@ -42,49 +43,65 @@ def test_truncation_cuts_responses_and_counts(tiny):
     assert len(s.ids) <= 24 and enc2.report.prompt_truncated == 4
 
 
+def _full_logits_logps(model, seqs):
+    """Reference: each sequence alone through the plain forward, full-vocabulary logits."""
+    out = []
+    for s in seqs:
+        ids = torch.tensor([s.ids])
+        logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None]).squeeze(1)
+        out.append(logp[s.prompt_len - 1:].sum())
+    return torch.stack(out)
+
+
+PLAN = LayoutPlan(True, None, "sdpa")
+
+
 def test_chunked_logps_match_full_logits(tiny):
     model, tok = tiny
     seqs = list(Encoder(tok, models.chat_format(tok), max_length=512).encode(REC).values())
-    batch = pad_batch(seqs, tok.pad_token_id)
-    got, n = completion_logps(model, **batch, chunk_tokens=7)  # several chunks
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logp = logits[:, :-1].log_softmax(-1).gather(2, batch["input_ids"][:, 1:, None]).squeeze(2)
-    want = (logp * batch["completion_mask"][:, 1:]).sum(1)
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    got, n = layout_logps(model, layout(seqs, PLAN), PLAN, chunk_tokens=7)  # several chunks
+    torch.testing.assert_close(got, _full_logits_logps(model, seqs), atol=1e-4, rtol=1e-5)
     assert n.tolist() == [len(s.ids) - s.prompt_len for s in seqs]
 
 
 def test_logps_gradients_match_full_logits(tiny):
     model, tok = tiny
-    batch = pad_batch(list(Encoder(tok, models.chat_format(tok), 512).encode(REC).values()), tok.pad_token_id)
+    seqs = list(Encoder(tok, models.chat_format(tok), 512).encode(REC).values())
     w = model.lm_head.weight if model.lm_head.weight.requires_grad else model.model.embed_tokens.weight
     model.zero_grad()
-    completion_logps(model, **batch, chunk_tokens=5)[0].sum().backward()
+    layout_logps(model, layout(seqs, PLAN), PLAN, chunk_tokens=5)[0].sum().backward()
     ours = w.grad.clone()
     model.zero_grad()
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    lp = logits[:, :-1].log_softmax(-1).gather(2, batch["input_ids"][:, 1:, None]).squeeze(2)
-    (lp * batch["completion_mask"][:, 1:]).sum().backward()
+    _full_logits_logps(model, seqs).sum().backward()
     torch.testing.assert_close(ours, w.grad, atol=1e-5, rtol=1e-4)
     model.zero_grad()
 
 
 def test_installed_forward_is_removable(tiny):
     model, tok = tiny
-    batch = pad_batch(list(Encoder(tok, models.chat_format(tok), 512).encode(REC).values()), tok.pad_token_id)
-    restore = install_logps_forward(model)
+    batch = layout(list(Encoder(tok, models.chat_format(tok), 512).encode(REC).values()), PLAN)
+    restore = install_logps_forward(model, PLAN)
     out = model(**batch)
     assert set(out) == {"logps", "n_tokens"}
     restore()
-    assert model(input_ids=batch["input_ids"]).logits.shape[-1] == len(tok)
+    assert model(input_ids=batch["input_ids"][None]).logits.shape[-1] == len(tok)
 
 
-def test_length_buckets_bound_padding():
-    from langshift.train.logps import length_buckets
+@pytest.mark.parametrize("trainable", ["attention", "full"])
+def test_frozen_and_trainable_head_gradients_match_full_logits(tiny_llama, trainable):
+    """A frozen head (attention-only) takes FrozenHeadLogps, a trainable one checkpointed chunks: both
+    give the gradients of the plain full-logits computation."""
+    from langshift.train.params import select_trainable
 
-    lengths = [111, 186, 200, 125, 90, 270, 150, 300]
-    buckets = length_buckets(lengths, max_waste=0.1)
-    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
-    for b in buckets:
-        assert max(lengths[i] for i in b) * len(b) <= 1.1 * sum(lengths[i] for i in b)
-    assert length_buckets([5, 5, 5]) == [[0, 1, 2]]
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    seqs = list(Encoder(tok, models.chat_format(tok), 512).encode(REC).values())
+    grads = []
+    for path in ("layout", "full"):
+        model = select_trainable(AutoModelForCausalLM.from_pretrained(tiny_llama), trainable)
+        lp = layout_logps(model, layout(seqs, PLAN), PLAN, chunk_tokens=6)[0] if path == "layout" else \
+            _full_logits_logps(model, seqs)
+        (lp * torch.tensor([1.0, -0.5, 2.0, 0.25])).sum().backward()  # unequal weights per sequence
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)

@@ -1,7 +1,7 @@
 """Peer checks of the reference-free pair losses against TRL's own loss functions, on one batch.
 
-Our tiny model scores the CLO sequences of a few records (`completion_logps`, summed log-probs and
-completion lengths). The same log-probs, averaged per token, go through TRL's `CPOTrainer.cpo_loss`
+Our tiny model scores the CLO sequences of a few records (`sequence_logps` through the engine's layout,
+summed log-probs and completion lengths). The same log-probs, averaged per token, go through TRL's `CPOTrainer.cpo_loss`
 (loss_type "simpo") and `ORPOTrainer.odds_ratio_loss`, on real trainer instances: their per-pair terms
 (before any NLL weighting) must equal `simpo_loss` and `orpo_loss` within 1e-5. TRL's own
 `get_batch_logps(average_log_prob=True)` on the model's logits checks our per-token averaging. IPO is
@@ -16,7 +16,7 @@ import torch
 from langshift import models
 from langshift.records import Record
 from langshift.train.encode import Encoder, pad_batch
-from langshift.train.logps import completion_logps
+from langshift.train.logps import plan_layout, sequence_logps
 from langshift.train.preference import Pairs, orpo_loss, pair_stats, simpo_loss
 
 trl = pytest.importorskip("trl")
@@ -49,7 +49,7 @@ def scored(tiny_llama):
     for name, seqs in (("w", chosen), ("l", rejected)):
         batch = pad_batch(seqs, tok.pad_token_id)
         with torch.no_grad():
-            logp, n_tok = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+            logp, n_tok = sequence_logps(model, seqs, plan_layout(model))
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = torch.where(batch["completion_mask"].bool(), batch["input_ids"], -100)
         out[name] = (logp, n_tok, CPOTrainer.get_batch_logps(logits, labels, average_log_prob=True))

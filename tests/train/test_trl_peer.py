@@ -17,8 +17,8 @@ import torch
 from langshift import models
 from langshift.records import Record
 from langshift.testing.tiny import make_tiny_model
-from langshift.train.encode import Encoder, pad_batch
-from langshift.train.logps import completion_logps
+from langshift.train.encode import Encoder
+from langshift.train.logps import plan_layout, sequence_logps
 from langshift.train.objectives import METHODS, Hyper
 from langshift.train.preference import Pairs, pair_stats, sigmoid_loss
 
@@ -72,13 +72,14 @@ def _triplets(encoder: Encoder, fmt, tok, records):
     return rows, pairs
 
 
-def _our_logps(model, seqs, pad_id):
-    batch = pad_batch(seqs, pad_id)
+def _our_logps(model, pairs):
+    """(chosen, rejected) log-probs of each pair through the engine's layout: a pair shares its prompt
+    (one row), the rows packed, as `--method dpo` trains them."""
+    plan = plan_layout(model)
+    assert plan.share, plan.why
     with torch.no_grad():
-        logps, _ = completion_logps(
-            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-        )
-    return logps
+        logps, _ = sequence_logps(model, [s for pair in pairs for s in pair], plan)
+    return logps.view(-1, 2).unbind(1)
 
 
 @pytest.mark.parametrize(("family", "loss_type"), [("llama", "sigmoid"), ("gpt2", "sigmoid"), ("llama", "ipo")])
@@ -126,16 +127,9 @@ def test_dpo_loss_matches_trl(family, loss_type, tiny_llama, tiny_gpt2, tmp_path
         trl_loss = trainer.compute_loss(trainer.model, inputs).item()
     trl_metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if isinstance(v, list) and v}
 
-    # --- ours: completion_logps on each model, then the pure loss function
-    pad = tok.pad_token_id
-    pi_w, pi_l = (
-        _our_logps(policy, [w for w, _ in pairs], pad),
-        _our_logps(policy, [rej for _, rej in pairs], pad),
-    )
-    ref_w, ref_l = (
-        _our_logps(ref, [w for w, _ in pairs], pad),
-        _our_logps(ref, [rej for _, rej in pairs], pad),
-    )
+    # --- ours: the engine's layout on each model (prompts shared, rows packed), then the pure loss function
+    pi_w, pi_l = _our_logps(policy, pairs)
+    ref_w, ref_l = _our_logps(ref, pairs)
     n_tok = torch.tensor([[len(w.ids) - w.prompt_len, len(rej.ids) - rej.prompt_len] for w, rej in pairs])
     pairs_t = Pairs(pi_w, pi_l, ref_w, ref_l, n_tok[:, 0], n_tok[:, 1])
     stats = {k: v.item() for k, v in pair_stats(pairs_t, BETA, loss_type).items()}

@@ -384,15 +384,46 @@ def judge_pairwise(
     pairs = [x for x in instructions if x["id"] in outputs_a and x["id"] in outputs_b]
     if not pairs:
         raise ValueError("no instruction has an output from both models (ids must match)")
+    jobs = _judge_jobs(pairs, outputs_a, outputs_b, lang, client.model, params)
+    raws, usage, cached = _fetch_judgments(jobs, pairs, client, params, cache_path, lang, progress)
+    items = _scored_items(jobs, pairs, outputs_a, outputs_b, raws)
+    if judgments_path:
+        write_jsonl(judgments_path, items)
+    return {
+        "lang": lang,
+        "model_a": model_a,
+        "model_b": model_b,
+        "judge_model": client.model,
+        "prompt_version": PROMPT_VERSION,
+        **win_rate([it["score"] for it in items]),
+        "judgments": len(jobs),
+        "unparsable_judgments": sum(j["parsed"] is None for it in items for j in it["judgments"]),
+        "missing": len(instructions) - len(pairs),
+        "cached_judgments": cached,
+        "usage": usage,
+        "items": items,
+    }
 
-    jobs = []  # (item index, order, cache key, messages)
+
+def _judge_jobs(pairs, outputs_a, outputs_b, lang: str, judge_model: str, params: dict) -> list[tuple]:
+    """(item index, order, cache key, messages) for both orders of every pair: each pair is judged with
+    A shown first and with B shown first, so a judge's position bias cancels out (`combine`)."""
+    jobs = []
     for i, item in enumerate(pairs):
         a, b = str(outputs_a[item["id"]]), str(outputs_b[item["id"]])
         for order, (first, second) in enumerate(((a, b), (b, a))):
             messages = render_messages(item["instruction"], first, second, lang)
-            key = stable_hash(client.model, PROMPT_VERSION, params, messages, length=32)
+            key = stable_hash(judge_model, PROMPT_VERSION, params, messages, length=32)
             jobs.append((i, order, key, messages))
+    return jobs
 
+
+def _fetch_judgments(jobs, pairs, client: ChatClient, params: dict, cache_path, lang: str,
+                     progress: bool) -> tuple[dict, dict, int]:
+    """(raw reply by cache key, token usage {this_run, all_runs}, judgments answered by the cache).
+
+    Cached judgments are read, the rest requested concurrently; every reply that arrives is cached at
+    once, so a failed request stops the run (LLMError) without losing what was paid for."""
     cache = JudgeCache(cache_path)
     started, usage_before = time.time(), client.usage.as_dict()
     try:
@@ -431,7 +462,11 @@ def judge_pairwise(
             )
     finally:
         cache.close()
+    return raws, {"this_run": usage, "all_runs": usage_all_runs}, len(jobs) - len(todo)
 
+
+def _scored_items(jobs, pairs, outputs_a, outputs_b, raws: dict) -> list[dict]:
+    """One record per pair: both judgments (raw reply, parsed identifier, winner) and the pair's score."""
     items = []
     for i, item in enumerate(pairs):
         judgments = []
@@ -452,24 +487,7 @@ def judge_pairwise(
                 "score": combine(judgments[0]["winner"], judgments[1]["winner"]),
             }
         )
-    if judgments_path:
-        write_jsonl(judgments_path, items)
-
-    n_unparsable = sum(j["parsed"] is None for it in items for j in it["judgments"])
-    return {
-        "lang": lang,
-        "model_a": model_a,
-        "model_b": model_b,
-        "judge_model": client.model,
-        "prompt_version": PROMPT_VERSION,
-        **win_rate([it["score"] for it in items]),
-        "judgments": len(jobs),
-        "unparsable_judgments": n_unparsable,
-        "missing": len(instructions) - len(pairs),
-        "cached_judgments": len(jobs) - len(todo),
-        "usage": {"this_run": usage, "all_runs": usage_all_runs},
-        "items": items,
-    }
+    return items
 
 
 def run_task(ctx, lang: str) -> dict:

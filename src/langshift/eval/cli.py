@@ -47,6 +47,8 @@ def _one_task(task_name: str, options: Options) -> dict:
     from langshift.eval.tasks import TASKS, TaskContext
 
     cfg = EvalConfig.parse({**options.model_dump(), "tasks": [task_name], "english": False}, source="command line")
+    if len(cfg.targets) > 1:
+        raise InputError("command line", "one language per single-task command (`eval run` takes several)", field="lang")
     out = check_output_dir(cfg.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

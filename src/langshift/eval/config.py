@@ -9,12 +9,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from langshift.eval.tasks import TASKS
-from langshift.languages import canonical_code
+from langshift.languages import canonical_code, canonical_code_list
 from langshift.model_ref import ModelRef, looks_local
 from langshift.options import Options
 
 TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 LangCode = Annotated[str, AfterValidator(canonical_code)]
+LangCodes = Annotated[str, AfterValidator(canonical_code_list)]
 
 
 class JudgeConfig(Options):
@@ -74,10 +75,11 @@ class EvalSettings(Options):
 
 
 class EvalConfig(EvalSettings):
-    """One model, one target language (and English)."""
+    """One model, its target language(s) (and English). A multilingual model lists its languages
+    (`lang: sw,de`): one evaluation covers each of them and English, one report row per language."""
 
     model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
-    lang: LangCode = Field(description="Target language.")
+    lang: LangCodes = Field(description="Target language, or several (sw,de: a multilingual model, evaluated in each).")
     out: str = Field(description="Output directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside --model (a hub repo or directory).")
     baseline_responses: str | None = Field(None, description="A baseline run's directory (responses.<lang>.jsonl).")
@@ -86,8 +88,15 @@ class EvalConfig(EvalSettings):
     baseline_name: str = Field("baseline", description="Name of the baseline in reports.")
 
     @property
+    def targets(self) -> list[str]:
+        """The target languages, in the order given; the first one's held-out pairs are English's (below)."""
+        return self.lang.split(",")
+
+    @property
     def langs(self) -> list[str]:
-        return [self.lang] + (["en"] if self.english and self.lang != "en" else [])
+        """Every evaluation language: the targets, then English (once). English rows of the held-out tasks
+        score x_en's y_en against the first target's y_t (eval/heldout.py)."""
+        return self.targets + (["en"] if self.english and "en" not in self.targets else [])
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "eval config") -> EvalConfig:

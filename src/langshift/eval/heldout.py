@@ -14,7 +14,7 @@ target t or English) and each held-out record (x_en, y_en, x_t, y_t), with o the
 
 This is CLO's contrastive term (Eq. 6-7 without the reference) measured out of sample. The log-probs
 come from the training engine (`train.encode.Encoder` builds the very sequences training scores,
-`train.logps.completion_logps` scores them), so a metric and the loss never disagree on a token.
+`train.logps.sequence_logps` scores them, laid out as in training), so a metric and the loss never disagree on a token.
 """
 
 from __future__ import annotations
@@ -27,40 +27,42 @@ from langshift.eval.stats import metric_value
 from langshift.files import write_jsonl
 
 MAX_LENGTH = 4096  # held-out pairs are short; nothing is cut at this length
-BATCH_SEQUENCES = 16
+BATCH_TOKENS = 4096
 
 SIDES = {"target": ("tgt_chosen", "tgt_rejected"), "en": ("en_chosen", "en_rejected")}
 
 
-def heldout_for(cfg) -> list:
-    """The held-out records for the eval config's target language (the first `cfg.limit`), refused if they
-    overlap the data the model was trained on (`cfg.train_data`)."""
+def heldout_for(cfg, lang: str | None = None) -> list:
+    """The held-out records of target language `lang` (English: the eval config's first target, whose pairs
+    give x_en, y_en and the rejected y_t) (the first `cfg.limit`), refused if they overlap the data the
+    model was trained on (`cfg.train_data`: one records file, or several comma-separated)."""
     from langshift.data.seed import check_disjoint, heldout_records
     from langshift.data.seed import demo_dir as _demo_dir
 
     path = cfg.heldout or (_demo_dir() / "heldout_pairs.jsonl")
-    records = heldout_records(cfg.lang, path)[: cfg.limit]
+    target = cfg.targets[0] if lang in (None, "en") else lang
+    records = heldout_records(target, path)[: cfg.limit]
     if cfg.train_data:
         from langshift.records import load_records
 
-        check_disjoint(records, load_records(cfg.train_data), path)
+        trained = [r for source in cfg.train_data.split(",") for r in load_records(source)]
+        check_disjoint(records, trained, path)
     return records
 
 
 @torch.no_grad()
-def score_sequences(model, sequences, pad_id: int) -> list[tuple[float, int]]:
-    """(log π(y|x) summed over y, |y|) of each encoded sequence, in batches of similar length."""
-    from langshift.train.encode import pad_batch
-    from langshift.train.logps import completion_logps
+def score_sequences(model, sequences) -> list[tuple[float, int]]:
+    """(log π(y|x) summed over y, |y|) of each encoded sequence, laid out as training lays out its forward
+    (train/layout.py: the two replies under one prompt share it, rows packed), about BATCH_TOKENS tokens
+    per forward."""
+    from langshift.train.layout import token_batches
+    from langshift.train.logps import plan_layout, sequence_logps
 
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i].ids))
+    plan = plan_layout(model)
     out: list[tuple[float, int] | None] = [None] * len(sequences)
-    device = next(model.parameters()).device
     model.eval()
-    for start in range(0, len(order), BATCH_SEQUENCES):
-        part = order[start : start + BATCH_SEQUENCES]
-        batch = {k: v.to(device) for k, v in pad_batch([sequences[i] for i in part], pad_id).items()}
-        logps, n_tok = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    for part in token_batches(sequences, BATCH_TOKENS, plan.share):
+        logps, n_tok = sequence_logps(model, [sequences[i] for i in part], plan)
         for i, lp, n in zip(part, logps.tolist(), n_tok.tolist(), strict=True):
             out[i] = (lp, int(n))
     return out
@@ -75,12 +77,11 @@ def item_scores(ctx, lang: str) -> list[dict]:
         from langshift.train.encode import Encoder
 
         model, tokenizer = ctx.model.get()
-        records = heldout_for(ctx.cfg)
+        records = heldout_for(ctx.cfg, lang)
         encoder = Encoder(tokenizer, chat_format(tokenizer), MAX_LENGTH)
         same_role, other_role = SIDES["en" if lang == "en" else "target"]
         encoded = [encoder.encode(r) for r in records]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        scored = score_sequences(model, [e[role] for e in encoded for role in (same_role, other_role)], pad)
+        scored = score_sequences(model, [e[role] for e in encoded for role in (same_role, other_role)])
         ctx.cache[key] = [
             {"id": r.id, "same": scored[2 * i][0], "n_same": scored[2 * i][1],
              "other": scored[2 * i + 1][0], "n_other": scored[2 * i + 1][1]}

@@ -97,6 +97,7 @@ class PairedDifference:
     p_exact: bool  # True: every sign pattern was enumerated
     seeds_a: int = 1
     seeds_b: int = 1
+    se: float = float("nan")  # standard error of `diff`: the standard deviation of the bootstrap draws
     method: str = "paired percentile bootstrap over items; paired sign-flip permutation test"
 
     @property
@@ -104,8 +105,14 @@ class PairedDifference:
         """The CI lies entirely on one side of 0: the difference is distinguishable from no difference."""
         return self.ci_low > 0 or self.ci_high < 0
 
+    @property
+    def detectable(self) -> float:
+        """The smallest true difference this design (these items, these seeds, this noise) detects 80% of
+        the time at the 5% level (`minimum_detectable_difference`): what "not distinguishable" rules out."""
+        return minimum_detectable_difference(self.se)
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "excludes_zero": self.excludes_zero}
+        return {**asdict(self), "excludes_zero": self.excludes_zero, "detectable": self.detectable}
 
 
 def _ids_preview(ids: set, limit: int = 5) -> str:
@@ -213,7 +220,7 @@ def paired_difference(
     p, exact = sign_flip_p_value(d, resamples=resamples, rng=rng)
     return PairedDifference(
         diff=float(d.mean()), ci_low=lo, ci_high=hi, p_value=p, n=n, excluded=len(ids) - n,
-        confidence=confidence, resamples=resamples, p_exact=exact,
+        confidence=confidence, resamples=resamples, p_exact=exact, se=float(np.std(draws)),
     )
 
 
@@ -321,11 +328,12 @@ def paired_difference_seeds(
         seeds_a = ra[rng.integers(0, sa, size=(size, sa))].mean(axis=1)
         seeds_b = rb[rng.integers(0, sb, size=(size, sb))].mean(axis=1)
         draws.append(items + seeds_a - seeds_b)
-    lo, hi = _percentile_ci(np.concatenate(draws), confidence)
+    draws = np.concatenate(draws)
+    lo, hi = _percentile_ci(draws, confidence)
     p, exact = sign_flip_p_value(d, resamples=resamples, rng=rng)
     return PairedDifference(
         diff=float(d.mean()), ci_low=lo, ci_high=hi, p_value=p, n=n, excluded=excluded,
-        confidence=confidence, resamples=resamples, p_exact=exact, seeds_a=sa, seeds_b=sb,
+        confidence=confidence, resamples=resamples, p_exact=exact, seeds_a=sa, seeds_b=sb, se=float(np.std(draws)),
         method="hierarchical bootstrap (items shared, seed effects per side); sign-flip test on seed-mean differences",
     )
 

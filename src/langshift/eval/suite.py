@@ -1,4 +1,4 @@
-"""The evaluation suite: one model, one target language (and English), the configured tasks.
+"""The evaluation suite: one model, its target language(s) (and English), the configured tasks.
 
     evaluate(cfg) loads the model once (only when a task needs it), generates the open-prompt
     responses once per eval language when a task reads them (out/responses.<L>.jsonl, resumable),
@@ -142,11 +142,11 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
     tasks = [t for t in tasks if t.name not in state["skipped"]]
     ctx = TaskContext(cfg=cfg, out=out, model=LazyModel(cfg))
     if any(t.needs_responses for t in tasks):
-        prompts = load_prompts(cfg.prompts, cfg.langs, cfg.lang, cfg.prompts_limit or cfg.limit)
+        prompts = load_prompts(cfg.prompts, cfg.langs, cfg.targets[0], cfg.prompts_limit or cfg.limit)
         for lang in cfg.langs:
             if prompts[lang]:
                 ctx.responses[lang] = _responses(ctx, lang, prompts[lang], meta)
-            elif lang == cfg.lang:
+            elif lang in cfg.targets:
                 raise InputError(cfg.prompts or demo_prompts_path(), f"no prompts in {lang!r}")
 
     for task in tasks:

@@ -85,6 +85,9 @@ class Ablations(Options):
     nll_reduction: list[NllReduction] | None = Field(
         None, min_length=1, description="NLL reductions (token | sequence) for every method with an NLL, SFT "
         "included (default: the train section's nll_reduction).")
+    multilingual: list[bool] | None = Field(
+        None, min_length=1, description="false: a model per language; true: one model on the union of `languages` "
+        "(default: the train section's multilingual). [false, true] plans both, to compare them.")
 
 
 class Launcher(Options):
@@ -182,6 +185,24 @@ class Experiment(Options):
         if value is not None and (len(set(value)) != len(value) or min(value) < 0):
             raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _multilingual(self):
+        """One model for several languages needs them, and one prompts file for its one evaluation."""
+        if any(self.multilingual_options) and len(self.languages) < 2:
+            raise ValueError("a multilingual model needs at least two `languages`")
+        if any(self.multilingual_options):
+            from langshift.data.eval_prompts import SOURCES
+
+            if self.eval.prompts in SOURCES:
+                raise ValueError(f"eval.prompts {self.eval.prompts!r} is translated per language by its own "
+                                 "stage; a multilingual model's evaluation reads one prompts file (e.g. demo)")
+        return self
+
+    @property
+    def multilingual_options(self) -> list[bool]:
+        """Whether to train a model per language (False) and/or one on all of them (True)."""
+        return self.ablations.multilingual or [self.train.multilingual]
 
     @model_validator(mode="after")
     def _launcher_and_jobs(self):

@@ -72,22 +72,36 @@ def _eval_data_stage(exp: Experiment, lang: str) -> Stage | None:
     return Stage("evaldata", f"{exp.eval.prompts}-{lang}", spec, {"evaldata": spec})
 
 
-def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage, method: str,
+def _train_stage(exp: Experiment, root: Path, model: ModelEntry, lang: str, data: Stage | list[Stage], method: str,
                  size: int | None, trainable: str, nll: str, seed: int, nll_reduction: str = "token") -> Stage:
+    """A training stage; `data` a list of data stages (one per language, `lang` "sw,de") for one
+    multilingual model, whose `size` is its records in all: size // languages from each."""
+    several = isinstance(data, list)
+    datas = data if several else [data]
+    limit = size // len(datas) if size and several else size
     options = {**exp.train.set_options(), "method": method, "model": model.model, "gguf_file": model.gguf_file,
-               "lang": lang, "limit": size, "trainable": trainable, "nll": nll, "seed": seed}
+               "lang": lang, "limit": limit, "trainable": trainable, "nll": nll, "seed": seed}
+    # Said by the language list; and on one language cl_negatives has no other target to reject, so
+    # both stay out of a single-language stage's key (it is the same run, shared with other configs).
+    options.pop("multilingual", None)
+    cl_negatives = options.pop("cl_negatives", None)
+    if several:
+        options["multilingual"] = True
+        if cl_negatives is not None:
+            options["cl_negatives"] = cl_negatives
     # The default reduction stays out of the hashed inputs and the label, so runs planned before the
     # option existed keep their stage directories (and their finished work).
     options.pop("nll_reduction", None)
-    parts = [model.name, lang, method.replace("+", "_"), size or "all", trainable, nll]
+    parts = [model.name, lang.replace(",", "+"), method.replace("+", "_"), size or "all", trainable, nll]
     if nll_reduction != "token":
         options["nll_reduction"] = nll_reduction
         parts.append(nll_reduction)
     label = "-".join(str(p) for p in parts + ([f"s{seed}"] if exp.seeds else []))
-    spec = {"train": options, "data_dir": str(data.directory(root)), "launcher": exp.launcher.model_dump()}
+    spec = {"train": options, "launcher": exp.launcher.model_dump(),
+            **({"data_dirs": [str(d.directory(root)) for d in datas]} if several else {"data_dir": str(data.directory(root))})}
     sequences = sum(METHODS[m].seqs_per_unit * METHODS[m].units_per_record for m in PIPELINES[method])
-    return Stage("train", label, {"train": options, "data": stable_hash(data.inputs)}, spec, needs=[data],
-                 cost=(size or 10**5) * sequences)
+    inputs = {"train": options, "data": [stable_hash(d.inputs) for d in datas] if several else stable_hash(data.inputs)}
+    return Stage("train", label, inputs, spec, needs=datas, cost=(size or 10**5) * sequences)
 
 
 def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_file: str | None,
@@ -128,8 +142,9 @@ def training_seeds(exp: Experiment) -> list[int]:
 def plan(exp: Experiment, root: Path) -> list[Stage]:
     """Every stage in run order (the stages a stage reads come before it)."""
     stages: list[Stage] = []
+    datas = {}
     for lang in exp.languages:
-        data = _data_stage(exp, lang)
+        data = datas[lang] = _data_stage(exp, lang)
         stages.append(data)
         train_data = str(data.directory(root) / "records.jsonl")
         prompts = None
@@ -142,21 +157,52 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
             stages.append(_eval_stage(exp, lang, f"{model.name}-{lang}-base", model.model, model.gguf_file,
                                       {"base": model.model, "gguf": model.gguf_file}, None, [], base_facts, exp.seed,
                                       prompts=prompts))
-            reductions = exp.ablations.nll_reduction or [exp.train.nll_reduction]
+            if False not in exp.multilingual_options:
+                continue
             for seed in training_seeds(exp):
-                trained = []
-                for method, size, trainable, nll, reduction in itertools.product(
-                        exp.methods, exp.sizes, exp.ablations.trainable, exp.ablations.nll, reductions):
-                    if nll != "target" and method != "clo":
-                        continue  # the NLL ablation is CLO's (Table 5)
-                    if reduction != "token" and not has_nll(method):
-                        continue  # DPO's loss has no NLL term: a reduction would train the same model twice
-                    facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll,
-                             "nll_reduction": reduction, **({"seed": seed} if exp.seeds else {})}
-                    trained.append((_train_stage(exp, root, model, lang, data, method, size, trainable, nll, seed,
-                                                 reduction), facts))
+                trained = [(_train_stage(exp, root, model, lang, data, *variant[:4], seed, variant[4]), facts)
+                           for variant, facts in _variants(exp, base_facts, seed)]
                 stages += [t for t, _ in trained]
                 stages += _trained_evals(exp, root, lang, trained, seed, train_data, prompts)
+    if True in exp.multilingual_options:
+        stages += _multilingual(exp, root, [datas[lang] for lang in exp.languages])
+    return stages
+
+
+def _variants(exp: Experiment, base_facts: dict, seed: int):
+    """(method, size, trainable, nll, reduction) of every training run of one model and language(s), with
+    its report facts."""
+    reductions = exp.ablations.nll_reduction or [exp.train.nll_reduction]
+    for method, size, trainable, nll, reduction in itertools.product(
+            exp.methods, exp.sizes, exp.ablations.trainable, exp.ablations.nll, reductions):
+        if nll != "target" and method != "clo":
+            continue  # the NLL ablation is CLO's (Table 5)
+        if reduction != "token" and not has_nll(method):
+            continue  # DPO's loss has no NLL term: a reduction would train the same model twice
+        facts = {**base_facts, "method": method, "size": size, "trainable": trainable, "nll": nll,
+                 "nll_reduction": reduction, **({"seed": seed} if exp.seeds else {})}
+        yield (method, size, trainable, nll, reduction), facts
+
+
+def _multilingual(exp: Experiment, root: Path, datas: list[Stage]) -> list[Stage]:
+    """One model per (model, method, size, variant, seed) on the union of the languages' data (`size` is
+    its records in all, split evenly over the languages, so it takes as many optimizer steps as a
+    single-language model of that size), evaluated in every language and English in one stage.
+
+    Its report facts: `lang` = the first language (whose held-out pairs its English rows use) and
+    `trained_langs` = "sw+de"; the rows of each trained language carry that language (report/rows.py)."""
+    langs = ",".join(exp.languages)
+    trained_langs = "+".join(exp.languages)
+    train_data = ",".join(str(d.directory(root) / "records.jsonl") for d in datas)
+    stages: list[Stage] = []
+    for model in exp.models:
+        base_facts = {"model": model.name, "lang": exp.languages[0], "method": "base", "size": None,
+                      "trainable": None, "nll": None, "nll_reduction": None, "trained_langs": trained_langs}
+        for seed in training_seeds(exp):
+            trained = [(_train_stage(exp, root, model, langs, datas, *variant[:4], seed, variant[4]), facts)
+                       for variant, facts in _variants(exp, base_facts, seed)]
+            stages += [t for t, _ in trained]
+            stages += _trained_evals(exp, root, langs, trained, seed, train_data, None)
     return stages
 
 
@@ -226,7 +272,8 @@ def run_eval_data(spec: dict, out: Path) -> None:
 def run_train(spec: dict, out: Path) -> None:
     from langshift.train.config import TrainConfig
 
-    cfg = TrainConfig.from_dict({**spec["train"], "data": str(Path(spec["data_dir"]) / "records.jsonl"), "out": str(out),
+    dirs = spec.get("data_dirs") or [spec["data_dir"]]  # several: one per language of a multilingual model
+    cfg = TrainConfig.from_dict({**spec["train"], "data": ",".join(str(Path(d) / "records.jsonl") for d in dirs), "out": str(out),
                                  "resume": (out / "checkpoints").is_dir()})
     if spec["launcher"]["kind"] == "accelerate":
         _launch_accelerate(spec["launcher"], cfg, out)

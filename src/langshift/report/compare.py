@@ -37,16 +37,19 @@ def item_scores(eval_dir: Path, task: str, metric: str, lang: str) -> dict:
     return {row["id"]: values.get(row["id"]) for row in rows}
 
 
-def compare_evals(a: list[Path], b: list[Path], *, resamples: int = RESAMPLES, seed: int = 0) -> list[dict]:
-    """A − B for every (task, metric, eval language) that all the evaluations measured item by item.
+def compare_evals(a: list[Path], b: list[Path], *, resamples: int = RESAMPLES, seed: int = 0,
+                  langs: set[str] | None = None) -> list[dict]:
+    """A − B for every (task, metric, eval language) that all the evaluations measured item by item
+    (and, given `langs`, only in those languages).
 
     `a` and `b` list one evaluation directory per training seed (one each, without replicates)."""
     results = [_results(d) for d in [*a, *b]]
     target = results[0]["meta"]["lang"]
     out = []
     for name, task in TASKS.items():
-        langs = set.intersection(*(set(r.get(name) or {}) for r in results))
-        for lang in sorted(langs, key=lambda x: (x == "en", x)):
+        measured = set.intersection(*(set(r.get(name) or {}) for r in results))
+        langs_here = measured & langs if langs is not None else measured
+        for lang in sorted(langs_here, key=lambda x: (x == "en", x)):
             for metric in task.metrics:
                 if metric.item_field is None or not metric.in_rows:
                     continue
@@ -88,7 +91,10 @@ def verdict(c: dict, a: str, b: str, what: str) -> str:
     head = (f"{a} − {b} on {what} = {_amount(c['diff'], c['unit'])} (95% CI {_bound(c['ci_low'], c['unit'])} "
             f"to {_bound(c['ci_high'], c['unit'])}, p = {c['p_value']:.2g}, n = {c['n']} items{seeds})")
     if not c["excludes_zero"]:
-        return head + ": not distinguishable from zero."
+        mdd = c.get("detectable")
+        power = (f" (this comparison detects a true difference of {_amount(mdd, c['unit']).lstrip('+')} or more "
+                 "80% of the time)") if mdd is not None and mdd == mdd else ""
+        return head + f": not distinguishable from zero{power}."
     better = (c["diff"] > 0) == c["higher_is_better"]
     return head + f": {a if better else b} is better, and the interval excludes zero."
 
@@ -116,9 +122,30 @@ def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, re
         if facts["method"] == "clo":  # CLO against every other method too (Table 1's CLO − SFT+DPO)
             contrasts += [("method", m) for m in {dict(k)["method"] for k in groups} - {"clo", "base", baseline}]
         contrasts += [(axis, b) for axis, a, b in ABLATIONS if facts.get(axis) == a]
+        if facts.get("trained_langs"):  # one model for several languages: against each language's own model
+            out += _multilingual_contrasts(facts, dirs, groups, resamples)
+            contrasts = []  # its other contrasts would pair it with models of its first language only
         for axis, other_value in contrasts:
             other = groups.get(tuple(sorted({**facts, axis: other_value}.items())))
             if other:
                 for c in compare_evals(sorted(dirs), sorted(other), resamples=resamples):
                     out.append({**facts, "axis": axis, "a": facts[axis], "b": other_value, **c})
+    return out
+
+
+def _multilingual_contrasts(facts: dict, dirs: list[Path], groups: dict, resamples: int) -> list[dict]:
+    """A multilingual model − the single-language model of each trained language L (all else equal), item
+    by item in L, and in English against the first language's model only: English's held-out pairs are
+    the first language's on both sides (eval/heldout.py), so only there do the items pair up."""
+    out = []
+    trained = facts["trained_langs"].split("+")
+    single = {k: v for k, v in facts.items() if k != "trained_langs"}
+    for lang in trained:
+        other = groups.get(tuple(sorted({**single, "lang": lang}.items())))
+        if not other:
+            continue
+        langs = {lang, "en"} if lang == facts["lang"] else {lang}
+        for c in compare_evals(sorted(dirs), sorted(other), resamples=resamples, langs=langs):
+            out.append({**facts, "lang": lang, "axis": "trained_langs", "a": f"{facts['trained_langs']} model",
+                        "b": f"{lang} model", **c, "eval_lang": "en" if c["lang"] == "en" else "target"})
     return out

@@ -9,6 +9,12 @@ A run directory holds `results.json` = {"experiment": str, "rows": [row, ...]}; 
 "nll_reduction" ("token" | "sequence", null for the base model) came later than the other fields: a row
 without it reads as "token" (the only reduction there was before), or null for the base model.
 
+"trained_langs" marks a multilingual model: the target languages it was trained on, joined by "+"
+("sw+de"); absent (null) for a single-language model, so those rows read as before. A multilingual
+model's evaluation gives a row per trained language with "lang" = that language and eval_lang "target",
+and its English rows under "lang" = its first language: each row then sits beside the single-language
+models' rows of the same language, as a variant of the same method ("CLO (one model for sw+de)").
+
 `metric` is one of its task's metrics (eval/tasks.py); `value` and `stderr` of a "fraction" metric are
 in 0..1 and tables and plots show them as percentages. Rows from several
 runs are merged; two rows that measure the same thing must agree, otherwise the merge is refused
@@ -55,7 +61,7 @@ REQUIRED = (
     "n",
 )
 KEY = ("model", "lang", "method", "size", "trainable", "nll", "nll_reduction", "task", "eval_lang", "metric",
-       "baseline", "seed")
+       "baseline", "seed", "trained_langs")
 
 
 def _is_number(x) -> bool:
@@ -104,6 +110,8 @@ def _check(row, path: Path, i: int) -> None:
         raise bad("n", f"expected a positive integer, got {row['n']!r}")
     if row.get("seed") is not None and not (_is_int(row["seed"]) and row["seed"] >= 0):
         raise bad("seed", f"expected null or a non-negative integer, got {row['seed']!r}")
+    if row.get("trained_langs") is not None and not (isinstance(row["trained_langs"], str) and row["trained_langs"]):
+        raise bad("trained_langs", f"expected null or the trained languages ('sw+de'), got {row['trained_langs']!r}")
     if task.needs_judge and not (isinstance(row.get("baseline"), str) and row["baseline"]):
         raise bad("baseline", f"a {task.name} result needs the method it was judged against")
 
@@ -134,6 +142,7 @@ def result_rows(results: dict, facts: dict, baseline: str | None = None) -> list
     method, size, ... it measured; `baseline` the method a judge compared it with. English results of a
     non-English target are the "en" rows."""
     rows = []
+    several = bool(facts.get("trained_langs"))  # a multilingual model: a row per trained language
     for name, task in TASKS.items():
         for lang, result in (results.get(name) or {}).items():
             for metric in task.metrics:
@@ -142,6 +151,8 @@ def result_rows(results: dict, facts: dict, baseline: str | None = None) -> list
                     continue
                 row = {**facts, "task": name, "eval_lang": "en" if lang == "en" and facts["lang"] != "en" else "target",
                        "metric": metric.name, "value": float(got["value"]), "stderr": got["stderr"], "n": got["n"]}
+                if several and lang != "en":
+                    row["lang"] = lang
                 if task.needs_judge:
                     row["baseline"] = baseline or "sft"
                 rows.append(row)
@@ -245,20 +256,23 @@ _REDUCTION_RANK = {None: 0, "token": 0, "sequence": 1}
 
 
 def variant(row: dict) -> tuple:
-    return (row["trainable"], row["nll"], row.get("nll_reduction"))
+    return (row["trainable"], row["nll"], row.get("nll_reduction"), row.get("trained_langs"))
 
 
 def variant_rank(v: tuple) -> tuple:
-    return (_REDUCTION_RANK[v[2]], _NLL_RANK[v[1]], _TRAINABLE_RANK[v[0]])
+    """Preferred first: the single-language model, then the default reduction, NLL and trainable set."""
+    return (v[3] is not None, _REDUCTION_RANK[v[2]], _NLL_RANK[v[1]], _TRAINABLE_RANK[v[0]])
 
 
 def variant_label(v: tuple) -> str:
-    trainable, nll, reduction = v
+    trainable, nll, reduction, trained_langs = v
     parts = [{"attention": "attention", "full": "full", "lora": "LoRA"}[trainable]] if trainable else []
     if nll:
         parts.append(f"NLL {nll}")
     if reduction == "sequence":  # the default (per token) goes unsaid, as before the option existed
         parts.append("NLL summed per sequence")
+    if trained_langs:
+        parts.append(f"one model for {trained_langs}")
     return ", ".join(parts)
 
 

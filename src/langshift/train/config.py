@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from langshift.files import InputError
-from langshift.languages import canonical_code
+from langshift.languages import canonical_code, canonical_code_list
 from langshift.model_ref import ModelRef
 from langshift.options import Options, read_yaml
-from langshift.train.objectives import NLL_REDUCTIONS, PIPELINES
+from langshift.train.objectives import METHODS, NLL_REDUCTIONS, PIPELINES
 from langshift.train.params import MODES
 from langshift.train.preference import PREF_LOSSES
 
@@ -23,13 +23,31 @@ MethodName = Literal[tuple(PIPELINES)]  # type: ignore[valid-type]
 PrefLossName = Literal[tuple(PREF_LOSSES)]  # type: ignore[valid-type]
 NllReduction = Literal[tuple(NLL_REDUCTIONS)]  # type: ignore[valid-type]
 LangCode = Annotated[str, AfterValidator(canonical_code)]
+LangCodes = Annotated[str, AfterValidator(canonical_code_list)]
+CL_NEGATIVES = ("english", "all")
+
+
+# Defaults that depend on where training runs, measured with bench/train_step.py (README, "How the
+# engine is built"). On the CPU small forwards are faster per token (their activations stay in cache) and a
+# packed call's dense attention mask is cheap at ~1k tokens; a GPU wants fewer, larger calls.
+DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
+    "cpu": {"micro_batch_tokens": 1024, "bin_tokens": 512},
+    "gpu": {"micro_batch_tokens": 4096, "bin_tokens": 4096},
+}
 
 
 class TrainConfig(Options):
     method: MethodName = Field("clo", description="Training method")
     model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
-    data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name.")
-    lang: LangCode | None = Field(None, description="Target language (sw, swh, sw-KE, ...); checked against the records.")
+    data: str = Field("", description="Records JSONL, datasets dir, or hub dataset name; with several languages, one "
+                      "source per language in --lang's order (comma-separated), or one source holding them all.")
+    lang: LangCodes | None = Field(None, description="Target language (sw, swh, sw-KE, ...), or several (sw,de: one "
+                                   "multilingual model); checked against the records.")
+    multilingual: bool = Field(False, description="Train one model on the union of several target languages' records "
+                               "(set by a --lang list; with one --data source and no --lang, every language in it).")
+    cl_negatives: Literal[CL_NEGATIVES] = Field("english", description="What a target prompt x_t rejects: 'english' "  # type: ignore[valid-type]
+                                                "(y_en, the paper) or 'all' (also the other targets' replies to the same "
+                                                "English source; multilingual CLO).")
     out: str = Field("runs/train", description="Output directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside --model (dequantized on load).")
     # objective (paper: lambda 0.5, beta 0.1, NLL on the target language only)
@@ -52,7 +70,8 @@ class TrainConfig(Options):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(8, ge=1, description="Records per optimizer step, all processes together (paper: 8).")
     micro_batch_size: int | None = Field(None, ge=1, description="Records per forward per process; the rest accumulates (default: from micro_batch_tokens).")
-    micro_batch_tokens: int = Field(4096, ge=1, description="Token budget of one forward when micro_batch_size is unset.")
+    micro_batch_tokens: int | None = Field(None, ge=1, description="Token budget of one forward when micro_batch_size is unset (default: 1,024 on CPU, 4,096 on a GPU).")
+    bin_tokens: int | None = Field(None, ge=16, description="Most tokens per decoder call when rows are packed under a dense attention mask (SDPA, eager), whose attention costs a call's width squared (default: 512 on CPU, 4,096 on a GPU). FlexAttention packs the whole micro-batch in one call.")
     activation_checkpointing: bool = Field(False, description="Recompute decoder activations in backward: less memory, about 1/3 more time.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training records (paper: 1).")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: from epochs).")
@@ -71,12 +90,40 @@ class TrainConfig(Options):
     trust_remote_code: bool = Field(False, description="Allow the model repo's own code (off unless asked).")
     progress: bool = Field(True, description="Show progress bars.", json_schema_extra={"cli": False})
 
+    @model_validator(mode="after")
+    def _several_languages(self) -> TrainConfig:
+        """A --lang list is a multilingual run; several --data sources are one per listed language."""
+        if len(self.langs) > 1 and not self.multilingual:
+            self.multilingual = True
+        if self.cl_negatives == "all" and not any(METHODS[m].cross_negatives for m in PIPELINES[self.method]):
+            raise ValueError(f"cl_negatives 'all' is CLO's (its target side); method {self.method!r} has none")
+        sources = self.data_sources
+        if len(sources) > 1 and len(sources) != len(self.langs):
+            raise ValueError(f"{len(sources)} data sources need as many --lang codes, in the same order "
+                             f"(got {self.lang or 'none'!r})")
+        return self
+
+    @property
+    def langs(self) -> list[str]:
+        """The target languages of --lang, in order ([] when unset: the records' own)."""
+        return self.lang.split(",") if self.lang else []
+
+    @property
+    def data_sources(self) -> list[str]:
+        """--data as a list: one source, or one per language of --lang."""
+        return [part.strip() for part in self.data.split(",") if part.strip()]
+
     @field_validator("max_steps")
     @classmethod
     def _steps(cls, value: int) -> int:
         if value == 0 or value < -1:  # 0 would still train one step (transformers reads it as unset)
             raise ValueError("must be -1 (from epochs) or >= 1")
         return value
+
+    def on_device(self, name: str, device_kind: str) -> int:
+        """Option `name` as set, else its default for `device_kind` ("cpu" or "gpu": DEVICE_DEFAULTS)."""
+        value = getattr(self, name)
+        return DEVICE_DEFAULTS[device_kind][name] if value is None else value
 
     def check_runnable(self) -> TrainConfig:
         """What a training run needs beyond valid values."""

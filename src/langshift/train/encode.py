@@ -5,6 +5,9 @@ For a record (x_en, y_en, x_t, y_t) the four sequences are
     en_chosen    = x_en ++ y_en        en_rejected  = x_en ++ y_t
     tgt_chosen   = x_t  ++ y_t         tgt_rejected = x_t  ++ y_en
 
+and, in a multilingual run with `cl_negatives: all`, one more per other target language t' that
+translates the same English source: tgt_rejected_cross = x_t ++ y_t' (`Encoder.cross_negative`).
+
 where a prompt x is rendered by the tokenizer's chat format (the same text generation sees) and a
 response y is followed by the turn-closing text (e.g. `<|im_end|>`). Prompt and response are tokenized
 separately and concatenated, so the boundary is exact and the loss covers response tokens only.
@@ -22,7 +25,8 @@ from langshift.models import ChatFormat, needs_bos
 from langshift.records import Record
 
 ROLES = ("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected")
-SIDE = {"en_chosen": "en", "en_rejected": "en", "tgt_chosen": "tgt", "tgt_rejected": "tgt"}
+CROSS_ROLE = "tgt_rejected_cross"  # x_t ++ y_t' (another target language's reply), after the four
+SIDE = {"en_chosen": "en", "en_rejected": "en", "tgt_chosen": "tgt", "tgt_rejected": "tgt", CROSS_ROLE: "tgt"}
 
 
 @dataclass
@@ -85,6 +89,11 @@ class Encoder:
             "tgt_chosen": self._join("tgt_chosen", x_t, y_t),
             "tgt_rejected": self._join("tgt_rejected", x_t, y_en),
         }
+
+    def cross_negative(self, rec: Record, other: Record) -> Sequence:
+        """x_t ++ y_t': `rec`'s target prompt with the reply of `other`, a record of another target language
+        made from the same English source (CLO's cross-target negative, `cl_negatives: all`)."""
+        return self._join(CROSS_ROLE, self._prompt_ids(rec.tgt_prompt), self._response_ids(other.tgt_response))
 
 
 def pad_batch(seqs: list[Sequence], pad_id: int):

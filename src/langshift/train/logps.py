@@ -1,16 +1,26 @@
-"""Per-sequence completion log-probs from one batched forward, without full-vocabulary logits.
+"""Per-sequence completion log-probs from one laid-out forward, without full-vocabulary logits.
 
-A 49k-entry vocabulary makes the (batch, length, vocab) logits tensor the largest activation of a
-small model. We run the decoder stack, gather the hidden states of completion positions only, and
-project them through the LM head in chunks; each chunk is checkpointed, so backward recomputes its
-logits instead of keeping them. Result: log pi(y|x) summed per sequence, and |y|.
+The batch is a layout (train/layout.py): prompts shared by their responses, rows packed into bins with no
+padding. Each bin goes through the decoder stack once, with the attention mask of train/attention.py and
+each token's own position. A 49k-entry vocabulary makes the logits the largest activation of a small
+model, so only the hidden states that predict a response token go through the LM head, in chunks, and no
+chunk's logits outlive it: with a frozen head (attention-only or LoRA training) a chunk's gradient with
+respect to its hidden states is formed while its logits exist (`FrozenHeadLogps`, two head passes); a
+trainable head's chunks are checkpointed instead (backward recomputes the logits, three passes). Result:
+log pi(y|x) summed per sequence, and |y|.
 
 The computation is installed as the model's `forward` (the pattern accelerate uses for autocast), so
 `Trainer` wraps and calls the model as usual and DDP/FSDP see a normal forward pass.
+
+`plan_layout` chooses the layout a model can take and checks it once on a few random tokens against
+plain one-sequence forwards: a model whose attention cannot take a custom mask (an implementation not in
+`attention.MASKS`, a remote-code model that ignores the mask, an unknown kind of layer) falls back to one
+sequence per decoder call, no prefix sharing, and says so once.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 
 import torch
@@ -18,8 +28,24 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from langshift.models import causal_lm
+from langshift.train.attention import FULL, MASKS, SLIDING, bin_mask, layer_kinds
+from langshift.train.config import DEVICE_DEFAULTS
+from langshift.train.encode import Sequence
+from langshift.train.layout import LAYOUT_KEYS, LayoutPlan, layout
 
 CHUNK_TOKENS = 1024
+ONE_PER_CALL = LayoutPlan(share=False, bin_tokens=None, mask="none")
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        print(f"[langshift] {message}", file=sys.stderr, flush=True)
+
+
+def _text_config(lm):
+    return lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
 
 
 def _chunk_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor) -> Tensor:
@@ -29,64 +55,145 @@ def _chunk_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor) -
     return torch.gather(logits.log_softmax(-1), 1, targets[:, None]).squeeze(1)
 
 
-def length_buckets(lengths: list[int], max_waste: float = 0.1) -> list[list[int]]:
-    """Group row indices (longest first) so that padding each group to its longest row wastes at most
-    `max_waste` of the group's real tokens: one padded batch of mixed lengths (CLO's y_en and y_t differ
-    by ~2x in an English-centric tokenizer) would spend a third of its compute on padding."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    buckets: list[list[int]] = []
-    for i in order:
-        if buckets:
-            b = buckets[-1]
-            width, real = lengths[b[0]], sum(lengths[j] for j in b) + lengths[i]
-            if width * (len(b) + 1) <= (1 + max_waste) * real:
-                b.append(i)
-                continue
-        buckets.append([i])
-    return buckets
+class FrozenHeadLogps(torch.autograd.Function):
+    """log p(target_t | h_t) through a frozen LM head, its gradient with respect to h formed in forward.
+
+    A token's log-prob depends on its own hidden state only, so d log p_t / d h_t (= W^T (onehot(t) -
+    softmax(W h_t)), through the softcap where there is one) is one (S, H) tensor that can be formed
+    while the logits exist; backward scales it by the incoming gradient. The logits are neither kept nor
+    recomputed, as in the fused linear cross-entropy of Liger-Kernel: forward and backward together cost
+    two passes through the head instead of the three of a checkpointed chunk."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, head, softcap: float | None, targets: Tensor) -> Tensor:
+        with torch.enable_grad():
+            h = hidden.detach().requires_grad_(True)
+            logps = _chunk_logps(head, softcap, h, targets)
+            (grad,) = torch.autograd.grad(logps.sum(), h)
+        ctx.save_for_backward(grad)
+        return logps.detach()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out[:, None].to(grad.dtype), None, None, None
 
 
-def completion_logps(lm, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor,
-                     chunk_tokens: int = CHUNK_TOKENS, max_waste: float = 0.1) -> tuple[Tensor, Tensor]:
-    """(sum of completion-token log-probs, completion length) per row of a right-padded batch.
+def _head_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor) -> Tensor:
+    """Log-probs of `targets` from `hidden` through the head, by the cheapest exact path for gradients."""
+    if not (torch.is_grad_enabled() and hidden.requires_grad):
+        return _chunk_logps(head, softcap, hidden, targets)
+    if not any(p.requires_grad for p in head.parameters()):
+        return FrozenHeadLogps.apply(hidden, head, softcap, targets)
+    return checkpoint(_chunk_logps, head, softcap, hidden, targets, use_reentrant=False)
 
-    `completion_mask[b, t]` is 1 where token t of row b belongs to the response; its log-prob comes
-    from the hidden state at t-1. Rows run through the decoder in length buckets, each trimmed to its
-    own longest row.
-    """
+
+def layout_logps(lm, batch: dict[str, Tensor], plan: LayoutPlan, chunk_tokens: int = CHUNK_TOKENS) -> tuple[Tensor, Tensor]:
+    """(sum of response-token log-probs, scored tokens) per sequence of a layout (`layout.layout`)."""
+    lm = causal_lm(lm)
     decoder = getattr(lm, lm.base_model_prefix)
     head = lm.get_output_embeddings()
-    cfg = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+    cfg = _text_config(lm)
     softcap = getattr(cfg, "final_logit_softcapping", None)
-    lengths = attention_mask.sum(1).tolist()
-    sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
-    for bucket in length_buckets(lengths, max_waste):
-        idx = torch.tensor(bucket, device=input_ids.device)
-        width = max(lengths[i] for i in bucket)
-        ids, mask, comp = input_ids[idx, :width], attention_mask[idx, :width], completion_mask[idx, :width]
-        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        predict = comp[:, 1:].bool()  # positions t-1 that predict a completion token t
-        rows = idx[predict.nonzero(as_tuple=True)[0]]
-        h, targets = hidden[:, :-1][predict], ids[:, 1:][predict]
-        for start in range(0, h.shape[0], chunk_tokens):
-            hs, ts = h[start:start + chunk_tokens], targets[start:start + chunk_tokens]
-            if torch.is_grad_enabled():
-                logps = checkpoint(_chunk_logps, head, softcap, hs, ts, use_reentrant=False)
-            else:
-                logps = _chunk_logps(head, softcap, hs, ts)
-            sums = sums.index_add(0, rows[start:start + chunk_tokens], logps)
-    return sums, completion_mask[:, 1:].sum(1)
+    kinds, dtype = layer_kinds(cfg), head.weight.dtype
+    ids, pos, row, branch = batch["input_ids"], batch["position_ids"], batch["row"], batch["branch"]
+    bounds = batch["bins"].tolist()
+    hidden = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        mask = None if plan.mask == "none" else bin_mask(
+            plan.mask, row[start:end], branch[start:end], pos[start:end], kinds=kinds, window=plan.window, dtype=dtype)
+        out = decoder(input_ids=ids[None, start:end], position_ids=pos[None, start:end], attention_mask=mask,
+                      use_cache=False)
+        hidden.append(out.last_hidden_state[0])
+    hidden = torch.cat(hidden) if len(hidden) > 1 else hidden[0]
+    h, targets, seq = hidden[batch["score_from"]], batch["score_token"], batch["score_seq"]
+    sums = torch.zeros(batch["n_tokens"].shape[0], dtype=torch.float32, device=ids.device)
+    for start in range(0, h.shape[0], chunk_tokens):
+        logps = _head_logps(head, softcap, h[start:start + chunk_tokens], targets[start:start + chunk_tokens])
+        sums = sums.index_add(0, seq[start:start + chunk_tokens], logps)
+    return sums, batch["n_tokens"]
 
 
-def _forward(self, input_ids=None, attention_mask=None, completion_mask=None, **_):
-    logps, n_tokens = completion_logps(self, input_ids, attention_mask, completion_mask)
+def sequence_logps(lm, seqs: list[Sequence], plan: LayoutPlan, device=None) -> tuple[Tensor, Tensor]:
+    """`layout_logps` of a list of sequences laid out by `plan`, in one forward."""
+    device = device or next(causal_lm(lm).parameters()).device
+    return layout_logps(lm, {k: v.to(device) for k, v in layout(seqs, plan).items()}, plan)
+
+
+def _probe(lm, plan: LayoutPlan) -> str:
+    """'' when `plan` gives the log-probs of plain one-sequence forwards on a few random tokens (two
+    responses sharing a prompt and a third sequence, all in one bin); else what went wrong."""
+    vocab = lm.get_input_embeddings().num_embeddings
+    g = torch.Generator().manual_seed(0)
+    x, y1, y2, x2, y3 = (torch.randint(vocab, (n,), generator=g).tolist() for n in (6, 4, 5, 3, 4))
+    seqs = [Sequence(x + y1, 6), Sequence(x + y2, 6), Sequence(x2 + y3, 3)]
+    one_bin = LayoutPlan(plan.share, None, plan.mask, plan.window)
+    was_training = lm.training
+    lm.eval()
+    try:
+        with torch.no_grad():
+            got, _ = sequence_logps(lm, seqs, one_bin)
+            want, n = sequence_logps(lm, seqs, ONE_PER_CALL)
+    except Exception as e:  # noqa: BLE001 - any failure means: this model cannot take the mask
+        return f"its forward fails with a custom attention mask ({type(e).__name__}: {str(e)[:200]})"
+    finally:
+        lm.train(was_training)
+    per_token = 1e-3 if lm.get_output_embeddings().weight.dtype == torch.float32 else 5e-2
+    worst = float(((got - want).abs() / n.clamp(min=1)).max())
+    if worst > per_token:
+        return f"a custom attention mask changes its log-probs ({worst:.2g} per token)"
+    return ""
+
+
+def plan_layout(model, bin_tokens: int | None = None, check: bool = True) -> LayoutPlan:
+    """The layout `model` takes: prompts shared and rows packed into bins of at most `bin_tokens` tokens
+    (default: `DEVICE_DEFAULTS` for the device the model is on; one bin per batch with FlexAttention,
+    whose cost follows the mask rather than the bin's width), or, where the model cannot take a custom
+    attention mask, one sequence per decoder call (said once). `check`: also run `check_layout` (do it
+    where the model will run: it runs a few tokens)."""
+    lm = causal_lm(model)
+    if bin_tokens is None:
+        kind = "gpu" if next(lm.parameters()).device.type == "cuda" else "cpu"
+        bin_tokens = DEVICE_DEFAULTS[kind]["bin_tokens"]
+    cfg = _text_config(lm)
+    impl = getattr(cfg, "_attn_implementation", None) or lm.config._attn_implementation
+    kinds = layer_kinds(cfg)
+    if impl not in MASKS:
+        return _fallback(lm, f"its attention implementation {impl!r} takes no custom mask (one of {sorted(MASKS)} does)")
+    if kinds - {FULL, SLIDING}:
+        return _fallback(lm, f"its layers include {sorted(kinds - {FULL, SLIDING})} attention")
+    window = getattr(cfg, "sliding_window", None) if SLIDING in kinds else None
+    plan = LayoutPlan(True, None if impl == "flex_attention" else bin_tokens, impl, window)
+    return check_layout(lm, plan) if check else plan
+
+
+def check_layout(model, plan: LayoutPlan) -> LayoutPlan:
+    """`plan` if the model's forward obeys its mask on a few random tokens, else the one-sequence fallback."""
+    if plan.mask == "none":
+        return plan
+    lm = causal_lm(model)
+    why = _probe(lm, plan)
+    return _fallback(lm, why) if why else plan
+
+
+def _fallback(lm, why: str) -> LayoutPlan:
+    say_once(f"{type(lm).__name__}: no prompt sharing or packing, one sequence per decoder call: {why}")
+    return LayoutPlan(share=False, bin_tokens=None, mask="none", why=why)
+
+
+def _forward(self, plan: LayoutPlan, **batch):
+    logps, n_tokens = layout_logps(self, batch, plan)
     return {"logps": logps, "n_tokens": n_tokens}
 
 
-def install_logps_forward(model):
-    """Make `model(input_ids, attention_mask, completion_mask)` return {"logps", "n_tokens"}.
+def install_logps_forward(model, plan: LayoutPlan):
+    """Make `model(**layout_tensors)` return {"logps", "n_tokens"} under `plan` (`LAYOUT_KEYS`).
 
     Returns a function that restores the original forward (needed before `generate`)."""
     lm = causal_lm(model)
-    lm.forward = types.MethodType(_forward, lm)
+
+    def forward(self, **batch):
+        return _forward(self, plan, **{k: batch[k] for k in LAYOUT_KEYS})
+
+    lm.forward = types.MethodType(forward, lm)
     return lambda: lm.__dict__.pop("forward", None)

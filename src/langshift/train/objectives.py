@@ -10,6 +10,10 @@ k sequences of each of n training units, in the order a method's `unit_roles` na
              loss = a pairwise preference loss (preference.py); "sigmoid" = DPO's -log sigma(z), with
              z_en, z_t of Eq. 6-7 / 11-12: the paper's L_CL
     L_CLO  = lambda * L_SFT(target only, or both languages) + (1 - lambda) * L_CL    (Eq. 3/8)
+    L_CL with cross-target negatives (multilingual, `cl_negatives: all`; not in the paper):
+           L_CL = mean_i [loss(x_en: y_en > y_t) + loss(x_t: y_t > y_en) + sum_{t' in P_i} loss(x_t: y_t > y_t')]
+             P_i = the other target languages with a record of record i's English source; P_i = {} gives
+             the paper's L_CL for that record (a "single").
     L_DPO  = mean over pairs of loss(x: y_w > y_l), each pair its own example    (Eq. 1-2)
 
 The NLL's reduction. The paper's Eq. 9 writes L_SFT as a mean over the batch's sequences of each
@@ -60,21 +64,38 @@ NLL_ON = {  # which of CLO's columns (en_chosen, en_rejected, tgt_chosen, tgt_re
 
 def clo_loss(policy: Tensor, ref: Tensor | None, n_tok: Tensor, *, lam: float = 0.5, beta: float = 0.1,
              nll_on: str = "target", pref_loss: str = "sigmoid", simpo_gamma: float = 0.5,
-             nll_reduction: str = "token") -> tuple[Tensor, dict]:
-    """Cross-Lingual Optimization (Eq. 8-12). Columns: en_chosen, en_rejected, tgt_chosen, tgt_rejected.
+             nll_reduction: str = "token", present: Tensor | None = None,
+             cross_metrics: bool = False) -> tuple[Tensor, dict]:
+    """Cross-Lingual Optimization (Eq. 8-12). Columns: en_chosen, en_rejected, tgt_chosen, tgt_rejected,
+    then any cross-target negatives x_t ++ y_t' (multilingual, `cl_negatives: all`).
 
     `nll_on`: "target" (the paper's choice: NLL on y_t|x_t only) or "both" (adds y_en|x_en, Table 5).
     `pref_loss`: the pairwise loss of both sides (preference.PREF_LOSSES); `ref` is None for a
     reference-free one. `nll_reduction`: "token" or "sequence" (Eq. 9 literally).
+
+    Cross-target negatives: column j >= 4 of unit i, where `present[i, j]`, is one more rejected reply
+    under x_t; its pair (x_t: y_t > y_t') is *summed* into the unit's target side:
+        L_CL = mean_i [ l(x_en: y_en > y_t) + l(x_t: y_t > y_en) + sum_{t'} l(x_t: y_t > y_t') ]
+    A sum, not a mean over negatives: each negative is one preference the model should hold, as each
+    pair is in DPO; a mean would shrink the English negative's weight as languages are added, and with
+    the sum a record without partners trains exactly as in single-language CLO. The English side is
+    unchanged: across the records of one source, x_en already rejects every target's reply.
+    `cross_metrics`: log the cross pairs' rewards under "xtgt/" (NaN when a batch has none, so every
+    process logs the same keys).
     """
     if nll_on not in NLL_ON:
         raise ValueError(f"nll_on must be one of {', '.join(NLL_ON)}, not {nll_on!r}")
     pair_loss = PREF_LOSSES[pref_loss]
-    en_w, en_l, t_w, t_l = policy.unbind(-1)
-    ref_en_w, ref_en_l, ref_t_w, ref_t_l = ref.unbind(-1) if ref is not None else (None,) * 4
+    en_w, en_l, t_w, t_l = policy[:, :4].unbind(-1)
+    ref_en_w, ref_en_l, ref_t_w, ref_t_l = ref[:, :4].unbind(-1) if ref is not None else (None,) * 4
     sides = {"en": Pairs(en_w, en_l, ref_en_w, ref_en_l, n_tok[:, 0], n_tok[:, 1]),
              "tgt": Pairs(t_w, t_l, ref_t_w, ref_t_l, n_tok[:, 2], n_tok[:, 3])}
-    l_cl = (pair_loss.loss(sides["en"], beta, simpo_gamma) + pair_loss.loss(sides["tgt"], beta, simpo_gamma)).mean()
+    per_unit = pair_loss.loss(sides["en"], beta, simpo_gamma) + pair_loss.loss(sides["tgt"], beta, simpo_gamma)
+    cross = _cross_pairs(policy, ref, n_tok, present)
+    if cross is not None:
+        pairs, mask = cross
+        per_unit = per_unit + torch.where(mask, pair_loss.loss(pairs, beta, simpo_gamma), 0.0).sum(-1)
+    l_cl = per_unit.mean()
     cols = NLL_ON[nll_on]
     l_sft = nll(torch.cat([policy[:, c] for c in cols]), torch.cat([n_tok[:, c] for c in cols]), nll_reduction)
     loss = lam * l_sft + (1 - lam) * l_cl
@@ -83,13 +104,36 @@ def clo_loss(policy: Tensor, ref: Tensor | None, n_tok: Tensor, *, lam: float = 
         for side, pairs in sides.items():
             stats = pair_stats(pairs, beta, pref_loss)
             metrics.update({f"{side}/{k}": v for k, v in stats.items()})
+        if cross_metrics:
+            pairs, mask = cross if cross is not None else (_no_pairs(policy), policy.new_zeros(0, dtype=torch.bool))
+            stats = pair_stats(Pairs(*(t[mask] if t is not None else None for t in pairs)), beta, pref_loss)
+            metrics.update({f"xtgt/{k}": v for k, v in stats.items()})
     return loss, metrics
+
+
+def _cross_pairs(policy: Tensor, ref: Tensor | None, n_tok: Tensor, present: Tensor | None) -> tuple[Pairs, Tensor] | None:
+    """The pairs (x_t: y_t > y_t') of columns 4.. (shape (n, k-4) each, chosen broadcast) and the mask of
+    the ones units have; None when no unit has a cross-target negative."""
+    if policy.shape[1] <= 4:
+        return None
+    mask = present[:, 4:] if present is not None else torch.ones_like(policy[:, 4:], dtype=torch.bool)
+    wide = policy[:, 4:].shape
+    pairs = Pairs(policy[:, 2:3].expand(wide), policy[:, 4:], ref[:, 2:3].expand(wide) if ref is not None else None,
+                  ref[:, 4:] if ref is not None else None, n_tok[:, 2:3].expand(wide), n_tok[:, 4:])
+    return pairs, mask
+
+
+def _no_pairs(like: Tensor) -> Pairs:
+    empty = like.new_zeros(0)
+    return Pairs(empty, empty, empty, empty, empty, empty)
 
 
 # ------------------------------------------------------------------------------------ the methods
 #
 # A method's objective maps one batch of units to (loss, metrics). `policy`, `ref`, `n_tok` have shape
-# (n_units, seqs_per_unit); `sides` names each unit's language side ("en" or "tgt").
+# (n_units, longest unit); `sides` names each unit's language side ("en" or "tgt"); `present` (n_units,
+# longest unit) marks the columns a unit has when units differ in length (CLO's cross-target negatives),
+# else None. DPO's and SFT's units never differ.
 
 
 @dataclass(frozen=True)
@@ -102,15 +146,20 @@ class Hyper:
     pref_loss: str = "sigmoid"
     simpo_gamma: float = 0.5
     nll_reduction: str = "token"
+    cl_negatives: str = "english"
 
 
-def clo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
-    """L_CLO over units of (en_chosen, en_rejected, tgt_chosen, tgt_rejected): see `clo_loss`."""
+def clo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper,
+                  present: Tensor | None = None) -> tuple[Tensor, dict]:
+    """L_CLO over units of (en_chosen, en_rejected, tgt_chosen, tgt_rejected[, cross-target negatives...]):
+    see `clo_loss`."""
     return clo_loss(policy, ref, n_tok, lam=hp.lam, beta=hp.beta, nll_on=hp.nll_on, pref_loss=hp.pref_loss,
-                    simpo_gamma=hp.simpo_gamma, nll_reduction=hp.nll_reduction)
+                    simpo_gamma=hp.simpo_gamma, nll_reduction=hp.nll_reduction, present=present,
+                    cross_metrics=hp.cl_negatives == "all")
 
 
-def dpo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+def dpo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper,
+                  present: Tensor | None = None) -> tuple[Tensor, dict]:
     """The pairwise loss over (chosen, rejected) units, each its own example (no NLL term: with `orpo`
     this is ORPO's odds-ratio term alone); rewards logged per language side, the chosen NLL for reading."""
     pi_w, pi_l = policy.unbind(-1)
@@ -125,7 +174,8 @@ def dpo_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list
     return loss, metrics
 
 
-def sft_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper) -> tuple[Tensor, dict]:
+def sft_objective(policy: Tensor, ref: Tensor | None, n_tok: Tensor, sides: list[str], hp: Hyper,
+                  present: Tensor | None = None) -> tuple[Tensor, dict]:
     """L_SFT over units of one chosen sequence; NLL logged per language side."""
     loss = nll(policy[:, 0], n_tok[:, 0], hp.nll_reduction)
     metrics = {"nll": loss.detach()}
@@ -149,13 +199,16 @@ class Method:
     mixed-language pairs); CLO's single unit keeps a record's four sequences in the same batch.
     `pairwise`: the objective compares a chosen and a rejected response (through `Hyper.pref_loss`).
     `has_nll`: the loss has an NLL term (which `Hyper.nll_reduction` reduces).
+    `cross_negatives`: its target-side unit takes the other targets' replies as extra negatives
+    (`cl_negatives: all`, multilingual runs).
     """
 
     name: str
     unit_roles: tuple[tuple[str, ...], ...]
-    objective: Callable[[Tensor, Tensor | None, Tensor, list[str], Hyper], tuple[Tensor, dict]]
+    objective: Callable[..., tuple[Tensor, dict]]  # (policy, ref, n_tok, sides, hyper, present=None)
     pairwise: bool
     has_nll: bool
+    cross_negatives: bool = False
 
     @property
     def units_per_record(self) -> int:
@@ -173,7 +226,7 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("clo", (("en_chosen", "en_rejected", "tgt_chosen", "tgt_rejected"),), clo_objective, pairwise=True,
-           has_nll=True),
+           has_nll=True, cross_negatives=True),
     Method("dpo", (("en_chosen", "en_rejected"), ("tgt_chosen", "tgt_rejected")), dpo_objective, pairwise=True,
            has_nll=False),
     Method("sft", (("en_chosen",), ("tgt_chosen",)), sft_objective, pairwise=False, has_nll=True),

@@ -24,7 +24,8 @@ from langshift.records import Record, load_records
 from langshift.train.checkpoints import checkpoint_step, latest_complete_checkpoint, remove_torn_checkpoints
 from langshift.train.config import TrainConfig
 from langshift.train.encode import Encoder
-from langshift.train.logps import install_logps_forward
+from langshift.train.layout import forward_tokens
+from langshift.train.logps import check_layout, install_logps_forward, plan_layout
 from langshift.train.objectives import METHODS, PIPELINES, Hyper
 from langshift.train.params import select_trainable, trainable_summary
 from langshift.train.reference import ReferenceCache, reference_logps
@@ -37,6 +38,7 @@ from langshift.train.trainer import (
     attach_reference,
     build_units,
     frozen_copy,
+    language_counts,
 )
 
 
@@ -55,21 +57,44 @@ def split_records(records: list[Record], val_size: float, seed: int) -> tuple[li
 def load_splits(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
     """Train/validation records. The split the data carries is kept: `meta.split` of a records.jsonl
     that `langshift data` built, or a datasets dir's validation split; otherwise `val_size` holds some
-    out. `limit` cuts train only."""
-    train = load_records(cfg.data, cfg.lang)
+    out. `limit` cuts train only, per language.
+
+    Several languages (a multilingual run): one source per --lang code, each split on its own, or one
+    source holding them all, split as one; the union trains one model. The same `seed` splits
+    every language, so records that share an English source id go to the same side when the data
+    marks the split (as `langshift data` does, by prompt group)."""
+    sources = cfg.data_sources
+    if len(sources) > 1:  # one source per language, in --lang's order
+        parts = [_source_splits(cfg, source, lang) for source, lang in zip(sources, cfg.langs, strict=True)]
+    else:
+        train, val = _source_splits(cfg, sources[0], cfg.langs or None)
+        langs = list(dict.fromkeys(r.lang for r in train))
+        if len(langs) > 1 and not cfg.multilingual:
+            raise InputError(sources[0], f"records in several languages ({', '.join(langs)}): pass --lang with "
+                             "the one to train, or a list of them (--lang sw,de) for one multilingual model", field="lang")
+        parts = [([r for r in train if r.lang == lang], [r for r in val if r.lang == lang]) for lang in langs]
+    for (train, _), lang in zip(parts, cfg.langs, strict=False):
+        if not train:
+            raise InputError(",".join(sources), f"no training records in {lang!r}", field="lang")
+    if cfg.limit:
+        parts = [(train[: cfg.limit], val) for train, val in parts]
+    return [r for train, _ in parts for r in train], [r for _, val in parts for r in val]
+
+
+def _source_splits(cfg: TrainConfig, source: str, lang) -> tuple[list[Record], list[Record]]:
+    """One source's train/validation records (see `load_splits`)."""
+    train = load_records(source, lang)
     val: list[Record] = []
     marked = {r.meta.get("split") for r in train}
     if "validation" in marked and marked <= {"train", "validation"}:
         train, val = ([r for r in train if r.meta["split"] == split] for split in ("train", "validation"))
-    elif Path(cfg.data).is_dir() and not (Path(cfg.data) / "records.jsonl").is_file():
+    elif Path(source).is_dir() and not (Path(source) / "records.jsonl").is_file():
         try:
-            val = load_records(cfg.data, cfg.lang, split="validation")
+            val = load_records(source, lang, split="validation")
         except InputError:  # no validation split
             val = []
     if not val:
         train, val = split_records(train, cfg.val_size, cfg.seed)
-    if cfg.limit:
-        train = train[: cfg.limit]
     return train, val
 
 
@@ -83,6 +108,30 @@ def pick_micro_batch(records_per_process: int, tokens_per_record: float, token_b
     fits = [d for d in range(1, records_per_process + 1)
             if records_per_process % d == 0 and d * tokens_per_record <= token_budget]
     return max(fits, default=1)
+
+
+def forward_tokens_per_record(units, plan, n_records: int) -> float:
+    """Tokens the forward runs per record under `plan` (a prompt shared by its responses counts once)."""
+    return sum(forward_tokens(u.seqs, plan) for u in units) / max(1, n_records)
+
+
+def device_kind() -> str:
+    """"gpu" where training runs on CUDA devices, else "cpu": the key of the device-dependent defaults."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def micro_batching(cfg: TrainConfig, world: int, tokens_per_record: float) -> tuple[int, int]:
+    """(records per forward per process, gradient accumulation steps) for `cfg.batch_size` records per
+    optimizer step: `micro_batch_size`, else the token budget (`micro_batch_tokens`) decides."""
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} processes")
+    records = cfg.micro_batch_size or pick_micro_batch(cfg.batch_size // world, tokens_per_record,
+                                                       cfg.on_device("micro_batch_tokens", device_kind()))
+    grad_accum = max(1, cfg.batch_size // (records * world))
+    if records * world * grad_accum != cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not micro_batch_size {records} x "
+                         f"{world} processes x gradient accumulation")
+    return records, grad_accum
 
 
 def _training_args(cfg: TrainConfig, method_name: str, out: Path, per_device_units: int, grad_accum: int,
@@ -147,7 +196,7 @@ def resume_point(out: Path, resume: bool, main: bool) -> Path | None:
 def hyper(cfg: TrainConfig) -> Hyper:
     """The objective's hyper-parameters from the training options."""
     return Hyper(lam=cfg.lam, beta=cfg.beta, nll_on=cfg.nll, pref_loss=cfg.pref_loss, simpo_gamma=cfg.simpo_gamma,
-                 nll_reduction=cfg.nll_reduction)
+                 nll_reduction=cfg.nll_reduction, cl_negatives=cfg.cl_negatives)
 
 
 def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: str | None, out: Path,
@@ -158,23 +207,17 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     tokenizer = models.load_tokenizer(spec, trust_remote_code=cfg.trust_remote_code)
     model = models.load_model(spec, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     encoder = Encoder(tokenizer, models.chat_format(tokenizer), cfg.max_length)
-    train_units = build_units(train_records, encoder, method)
-    val_units = build_units(val_records, encoder, method)
+    train_units = build_units(train_records, encoder, method, cfg.cl_negatives)
+    val_units = build_units(val_records, encoder, method, cfg.cl_negatives)
 
     world = _world_size()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} processes")
-    tokens_per_record = sum(u.length for u in train_units) / max(1, len(train_records))
-    records_per_device = cfg.micro_batch_size or pick_micro_batch(
-        cfg.batch_size // world, tokens_per_record, cfg.micro_batch_tokens)
-    grad_accum = max(1, cfg.batch_size // (records_per_device * world))
-    if records_per_device * world * grad_accum != cfg.batch_size:
-        raise ValueError(f"batch_size {cfg.batch_size} is not micro_batch_size {records_per_device} x "
-                         f"{world} processes x gradient accumulation")
+    plan = plan_layout(model, cfg.on_device("bin_tokens", device_kind()), check=False)  # what its attention implementation takes
+    records_per_device, grad_accum = micro_batching(cfg, world, forward_tokens_per_record(train_units, plan, len(train_records)))
     per_device_units = records_per_device * method.units_per_record
     steps_per_epoch = -(-len(train_units) // (per_device_units * world * grad_accum))
     args = _training_args(cfg, method_name, out, per_device_units, grad_accum, steps_per_epoch)
     model = model.to(args.device)  # this process's device (the reference pass runs there too)
+    plan = check_layout(model, plan)  # on the device: falls back, and says so, if the mask is not obeyed
     main = args.process_index == 0
 
     ref_model = None
@@ -186,8 +229,7 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
             cache = ReferenceCache(Path(cfg.cache_dir or models.cache_dir()) / "reference.sqlite")
             for units in (train_units, val_units):
                 attach_reference(units, lambda seqs: reference_logps(
-                    model, seqs, cache, model_key=fingerprint, pad_id=tokenizer.pad_token_id,
-                    progress=cfg.progress and main))
+                    model, seqs, cache, model_key=fingerprint, plan=plan, progress=cfg.progress and main))
     elif needs_ref:
         ref_model = frozen_copy(model)
 
@@ -198,12 +240,12 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
               f"({100 * share['share']:.2f}%, {cfg.trainable}); {records_per_device} records per forward x "
               f"{grad_accum} accumulated x {world} processes")
 
-    restore_forward = install_logps_forward(model)
+    restore_forward = install_logps_forward(model, plan)
     trainer = LangshiftTrainer(
         model=model, args=args, train_dataset=UnitDataset(train_units), eval_dataset=UnitDataset(val_units or train_units[:1]),
-        data_collator=UnitCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=UnitCollator(plan), processing_class=tokenizer,
         callbacks=[MetricsFile(out / "metrics.jsonl"), StepProgress(), *callbacks], method=method,
-        hyper=hyper(cfg), ref_model=ref_model,
+        hyper=hyper(cfg), plan=plan, ref_model=ref_model,
     )
     start = resume_point(out, cfg.resume, main)
     trainer.train(resume_from_checkpoint=str(start) if start else None)
@@ -219,9 +261,13 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
         "method": method_name, "base_model": str(spec), "base_fingerprint": fingerprint,
         "train_records": len(train_records), "val_records": len(val_records), "units": len(train_units),
         "processes": world, "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
+        "layout": {"share_prompts": plan.share, "bin_tokens": plan.bin_tokens, "mask": plan.mask,
+                   **({"fallback": plan.why} if plan.why else {})},
         "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_eval_loss": trainer.state.best_metric, "trainable": share,
         "truncation": encoder.report.as_dict(),
+        "languages": {"train": language_counts(train_records, method, cfg.cl_negatives),
+                      "validation": language_counts(val_records, method, cfg.cl_negatives)},
     }
 
 

@@ -17,8 +17,9 @@ import torch
 from langshift.files import stable_hash
 from langshift.models import causal_lm
 from langshift.progress import progress_bar
-from langshift.train.encode import Sequence, pad_batch
-from langshift.train.logps import completion_logps
+from langshift.train.encode import Sequence
+from langshift.train.layout import LayoutPlan, token_batches
+from langshift.train.logps import sequence_logps
 
 
 def sequence_key(seq: Sequence) -> str:
@@ -51,31 +52,25 @@ class ReferenceCache:
 
 
 @torch.no_grad()
-def reference_logps(model, seqs: list[Sequence], cache: ReferenceCache, *, model_key: str, pad_id: int,
+def reference_logps(model, seqs: list[Sequence], cache: ReferenceCache, *, model_key: str, plan: LayoutPlan,
                     batch_tokens: int = 8192, device=None, progress: bool = True) -> list[float]:
-    """log pi_ref(y|x) for every sequence, from the cache where present, else by a no-grad pass.
-    `model_key` is the model's `weights_fingerprint` (computed once by the caller)."""
+    """log pi_ref(y|x) for every sequence, from the cache where present, else by a no-grad pass laid out as
+    training lays out its forward (`plan`: prompts shared, rows packed), about `batch_tokens` tokens per
+    forward. `model_key` is the model's `weights_fingerprint` (computed once by the caller)."""
     keys = [sequence_key(s) for s in seqs]
     have = cache.get(model_key, sorted(set(keys)))
-    todo = sorted({k: s for k, s in zip(keys, seqs, strict=False) if k not in have}.items(), key=lambda kv: len(kv[1].ids))
+    todo = {k: s for k, s in zip(keys, seqs, strict=True) if k not in have}
+    todo_keys, todo_seqs = list(todo), list(todo.values())
     lm = causal_lm(model)
     was_training = lm.training
     lm.eval()
-    device = device or next(lm.parameters()).device
-    bar = progress_bar(total=len(todo), desc="reference log-probs", unit="seq", disable=not progress or not todo)
-    i = 0
-    while i < len(todo):
-        width = len(todo[i][1].ids)
-        n = max(1, batch_tokens // max(width, 1))
-        n = max(1, min(n, batch_tokens // max(len(todo[min(i + n, len(todo)) - 1][1].ids), 1)))
-        chunk = todo[i:i + n]
-        batch = {k: v.to(device) for k, v in pad_batch([s for _, s in chunk], pad_id).items()}
-        logps, _ = completion_logps(lm, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-        values = {k: float(v) for (k, _), v in zip(chunk, logps.cpu().tolist(), strict=False)}
+    bar = progress_bar(total=len(todo_seqs), desc="reference log-probs", unit="seq", disable=not progress or not todo)
+    for batch in token_batches(todo_seqs, batch_tokens, plan.share):
+        logps, _ = sequence_logps(lm, [todo_seqs[i] for i in batch], plan, device)
+        values = {todo_keys[i]: v for i, v in zip(batch, logps.cpu().tolist(), strict=True)}
         cache.put(model_key, values)
         have.update(values)
-        bar.update(len(chunk))
-        i += len(chunk)
+        bar.update(len(batch))
     bar.close()
     lm.train(was_training)
     return [have[k] for k in keys]

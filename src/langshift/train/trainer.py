@@ -2,7 +2,8 @@
 
 Methods differ only in which sequences form a training unit and in their loss (objectives.py):
     records -> units (encode + method.unit_roles) -> length-grouped shuffled batches
-            -> one forward over all sequences of the batch (logps.py) -> method.objective(policy, ref, ...)
+            -> one laid-out forward over the batch's sequences (layout.py: prompts shared, rows packed,
+               no padding; logps.py) -> method.objective(policy, ref, ...)
 Reference log-probs come from a no-grad pre-pass cached on disk (reference.py), or, with
 `ref="on-the-fly"`, from a frozen copy of the model kept in memory (the classic two-model path).
 """
@@ -23,8 +24,10 @@ from transformers import Trainer, TrainerCallback
 
 from langshift.files import append_jsonl, iter_jsonl, write_jsonl
 from langshift.progress import report_steps
-from langshift.train.encode import Encoder, Sequence, pad_batch
-from langshift.train.logps import completion_logps
+from langshift.records import Record, source_id
+from langshift.train.encode import Encoder, Sequence
+from langshift.train.layout import LAYOUT_KEYS, LayoutPlan, layout
+from langshift.train.logps import layout_logps
 from langshift.train.objectives import Hyper, Method, unit_side
 
 
@@ -50,10 +53,46 @@ class UnitDataset(Dataset):
         return self.units[i]
 
 
-def build_units(records, encoder: Encoder, method: Method) -> list[Unit]:
-    """Encode records into the method's units (reference log-probs not yet filled)."""
-    encoded = [encoder.encode(r) for r in records]
-    return [Unit([enc[role] for role in roles], None, unit_side(roles)) for enc in encoded for roles in method.unit_roles]
+def cross_partners(records: list[Record]) -> list[list[Record]]:
+    """For each record, the records of the other target languages made from the same English source
+    (`records.source_id`: meta.source_id, else the id), ordered by language: the replies its target
+    prompt also rejects under `cl_negatives: all`. [] for a record whose source has one language."""
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        groups[source_id(r)].append(r)
+    return [sorted((o for o in groups[source_id(r)] if o.lang != r.lang), key=lambda o: o.lang) for r in records]
+
+
+def build_units(records, encoder: Encoder, method: Method, cl_negatives: str = "english") -> list[Unit]:
+    """Encode records into the method's units (reference log-probs not yet filled). With `cl_negatives`
+    "all" a CLO unit also holds x_t ++ y_t' for each partner record t' (`cross_partners`), after its four
+    sequences: units then differ in length, which the layout and the objective take as they come."""
+    cross = cl_negatives == "all" and method.cross_negatives
+    partners = cross_partners(records) if cross else [[] for _ in records]
+    units = []
+    for rec, others in zip(records, partners, strict=True):
+        enc = encoder.encode(rec)
+        for roles in method.unit_roles:
+            seqs = [enc[role] for role in roles]
+            if cross and "tgt_rejected" in roles:
+                seqs += [encoder.cross_negative(rec, other) for other in others]
+            units.append(Unit(seqs, None, unit_side(roles)))
+    return units
+
+
+def language_counts(records: list[Record], method: Method, cl_negatives: str = "english") -> dict[str, dict]:
+    """Per target language: records, units, cross-target negatives and singles (records whose English
+    source has no other language, so their target prompt rejects y_en alone), for config.yaml."""
+    cross = cl_negatives == "all" and method.cross_negatives
+    partners = cross_partners(records) if cross else [[] for _ in records]
+    counts: dict[str, dict] = {}
+    for rec, others in zip(records, partners, strict=True):
+        c = counts.setdefault(rec.lang, {"records": 0, "units": 0, "negatives": 0, "singles": 0})
+        c["records"] += 1
+        c["units"] += method.units_per_record
+        c["negatives"] += len(others)
+        c["singles"] += int(cross and not others)
+    return counts
 
 
 def attach_reference(units: list[Unit], ref_logps) -> None:
@@ -66,20 +105,38 @@ def attach_reference(units: list[Unit], ref_logps) -> None:
 
 
 class UnitCollator:
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    """A batch of units -> the layout of its sequences (unit by unit, in role order): the collator pads
+    nothing; `plan` decides prompt sharing and packing, as it does for the reference pass."""
+
+    def __init__(self, plan: LayoutPlan):
+        self.plan = plan
 
     def __call__(self, units: list[Unit]) -> dict:
-        batch = pad_batch([s for u in units for s in u.seqs], self.pad_id)
+        batch = layout([s for u in units for s in u.seqs], self.plan)
         batch["sides"] = [u.side for u in units]
+        batch["unit_sizes"] = [len(u.seqs) for u in units]
         if units[0].ref is not None:
-            batch["ref_logps"] = torch.tensor([u.ref for u in units], dtype=torch.float32)
+            batch["ref_logps"] = torch.tensor([r for u in units for r in u.ref], dtype=torch.float32)
         return batch
 
 
+def by_unit(flat: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-sequence values of a batch (flat, unit after unit) -> (n_units, longest unit) and the mask of the
+    columns each unit has (None when every unit has the same length: the plain reshape). Missing columns
+    hold 0; objectives read them through the mask only."""
+    k = max(sizes)
+    if all(n == k for n in sizes):
+        return flat.view(-1, k), None
+    present = torch.arange(k, device=flat.device)[None, :] < torch.tensor(sizes, device=flat.device)[:, None]
+    out = flat.new_zeros((len(sizes), k))
+    return out.masked_scatter(present, flat), present
+
+
 class LengthGroupedSampler(Sampler):
-    """Seeded shuffle, then sort by length inside mega-batches of 50 batches, then shuffle batches:
-    little padding, still random order. Depends only on (seed, epoch), so resume replays it."""
+    """Seeded shuffle, then sort by length inside mega-batches of 50 batches, then shuffle batches: a
+    batch's records have similar lengths, so its forward's tokens stay near the budget the micro-batch
+    was sized for (nothing is padded: the layout packs). Depends only on (seed, epoch), so resume
+    replays it."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, mega: int = 50):
         self.lengths, self.batch_size, self.seed, self.mega, self.epoch = lengths, batch_size, seed, mega, 0
@@ -147,9 +204,9 @@ class StepProgress(TrainerCallback):
 
 
 class LangshiftTrainer(Trainer):
-    def __init__(self, *args, method: Method, hyper: Hyper, ref_model=None, **kw):
+    def __init__(self, *args, method: Method, hyper: Hyper, plan: LayoutPlan, ref_model=None, **kw):
         super().__init__(*args, **kw)
-        self.method, self.hyper, self.ref_model = method, hyper, ref_model
+        self.method, self.hyper, self.plan, self.ref_model = method, hyper, plan, ref_model
         self.model_accepts_loss_kwargs = False  # our loss is already a mean: let Trainer divide by GA steps
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
@@ -158,17 +215,16 @@ class LangshiftTrainer(Trainer):
         return LengthGroupedSampler([u.length for u in units], self.args.per_device_train_batch_size, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        k = self.method.seqs_per_unit
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                    completion_mask=inputs["completion_mask"])
-        policy, n_tok = out["logps"].view(-1, k), out["n_tokens"].view(-1, k)
+        sizes = inputs["unit_sizes"]
+        out = model(**{key: inputs[key] for key in LAYOUT_KEYS})
+        policy, present = by_unit(out["logps"], sizes)
+        n_tok, _ = by_unit(out["n_tokens"], sizes)
         ref = inputs.get("ref_logps")
         if self.method.needs_ref(self.hyper.pref_loss) and ref is None:  # on-the-fly reference model
             with torch.no_grad():
-                ref, _ = completion_logps(self.ref_model, inputs["input_ids"], inputs["attention_mask"],
-                                          inputs["completion_mask"])
-            ref = ref.view(-1, k)
-        loss, metrics = self.method.objective(policy, ref, n_tok, inputs["sides"], self.hyper)
+                ref, _ = layout_logps(self.ref_model, inputs, self.plan)
+        ref = by_unit(ref, sizes)[0] if ref is not None else None
+        loss, metrics = self.method.objective(policy, ref, n_tok, inputs["sides"], self.hyper, present)
         self._store(metrics, "train" if model.training else "eval")
         return (loss, out) if return_outputs else loss
 
