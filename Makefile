@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/translate.py
 	$(PY) bench/eval_belebele.py
 	$(PY) bench/eval_generate.py
+	$(PY) bench/eval_langpref.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
