@@ -270,3 +270,20 @@ def test_a_verdict_that_finds_no_difference_says_what_it_could_have_found():
     words = verdict(c, "CLO", "SFT", "fidelity")
     assert "not distinguishable from zero" in words
     assert f"{100 * got.detectable:.1f} points or more 80% of the time" in words
+
+
+def test_a_few_one_sided_differences_are_not_called_a_difference():
+    """SFT fails 3 of 50 prompts and CLO none (the study's English fidelity): every bootstrap mean is ≥ 0,
+    so the percentile interval can sit on zero's positive side, but three items cannot make the sign-flip
+    p small. The verdict follows the stricter of the two."""
+    from langshift.report.compare import verdict
+
+    clo, sft = [1.0] * 50, [1.0] * 47 + [0.0] * 3
+    got = paired_difference(as_items(clo), as_items(sft), resamples=RESAMPLES)
+    c = {**got.as_dict(), "unit": "fraction", "higher_is_better": True, "confidence": 0.95}
+    assert got.ci_low >= 0 and got.p_value > 0.05
+    words = verdict({**c, "excludes_zero": True}, "CLO", "SFT", "fidelity")  # as when ci_low is a hair above 0
+    assert "not distinguishable from zero" in words and "permutation test does not" in words
+    strong = paired_difference(as_items([1.0] * 50), as_items([1.0] * 30 + [0.0] * 20), resamples=RESAMPLES)
+    words = verdict({**strong.as_dict(), "unit": "fraction", "higher_is_better": True}, "CLO", "SFT", "fidelity")
+    assert "CLO is better, distinguishable from zero" in words

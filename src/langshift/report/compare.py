@@ -86,17 +86,25 @@ def cell(c: dict) -> str:
 
 
 def verdict(c: dict, a: str, b: str, what: str) -> str:
-    """The comparison in words, saying whether it is distinguishable from zero."""
+    """The comparison in words, saying whether it is distinguishable from zero.
+
+    Distinguishable means both that the bootstrap CI excludes zero and that the sign-flip test rejects
+    "no difference" at the same level. They disagree when only a few items differ, all one way (e.g. SFT
+    fails 3 English prompts of 50 and CLO none): every bootstrap draw is then ≥ 0, so the percentile
+    interval sits on zero's positive side, while 3 items cannot make a permutation p small."""
     seeds = f", {c['seeds_a']} vs {c['seeds_b']} seeds" if max(c["seeds_a"], c["seeds_b"]) > 1 else ""
     head = (f"{a} − {b} on {what} = {_amount(c['diff'], c['unit'])} (95% CI {_bound(c['ci_low'], c['unit'])} "
             f"to {_bound(c['ci_high'], c['unit'])}, p = {c['p_value']:.2g}, n = {c['n']} items{seeds})")
+    mdd = c.get("detectable")
+    power = (f" (this comparison detects a true difference of {_amount(mdd, c['unit']).lstrip('+')} or more "
+             "80% of the time)") if mdd is not None and mdd == mdd else ""
     if not c["excludes_zero"]:
-        mdd = c.get("detectable")
-        power = (f" (this comparison detects a true difference of {_amount(mdd, c['unit']).lstrip('+')} or more "
-                 "80% of the time)") if mdd is not None and mdd == mdd else ""
         return head + f": not distinguishable from zero{power}."
+    if c["p_value"] >= 1 - c["confidence"]:
+        return (head + ": not distinguishable from zero: the interval excludes it but the permutation test "
+                f"does not; too few items differ to tell{power}.")
     better = (c["diff"] > 0) == c["higher_is_better"]
-    return head + f": {a if better else b} is better, and the interval excludes zero."
+    return head + f": {a if better else b} is better, distinguishable from zero (the interval excludes it, the test rejects it)."
 
 
 # ------------------------------------------------------------------------------------ within a run
