@@ -101,3 +101,26 @@ def test_collapse_seeds_mean_and_spread():
     assert row["value"] == pytest.approx(0.6) and row["seeds"] == 3 and row["seed_sd"] == pytest.approx(0.1)
     assert row["stderr"] == pytest.approx(0.1 / 3**0.5) and "seed" not in row
     assert json.dumps(row)  # still plain JSON
+
+
+def test_compare_finds_a_run_s_evaluations_in_its_shared_stages_directory(tmp_path, monkeypatch):
+    """A run with `stages: runs/study` keeps its evaluations outside its own directory; experiment.json lists
+    them relative to where the run started. `langshift compare RUN` follows them from anywhere."""
+    rng = random.Random(2)
+    shared, run = tmp_path / "runs" / "study", tmp_path / "runs" / "study-x"
+    stages = []
+    for method, p in (("clo", 0.9), ("sft", 0.3)):
+        d = _random_side(shared / "eval", f"{method}-s0", rng, p)
+        facts = {"model": "m", "lang": "sw", "method": method, "size": 8, "trainable": "attention", "nll": "target"}
+        write_json(d / "spec.json", {"facts": facts})
+        write_json(d / "stage.json", {"seconds": 1})
+        stages.append({"kind": "eval", "label": f"{method}", "dir": f"runs/study/eval/{method}-s0", "done": True})
+    write_json(run / "experiment.json", {"experiment": {"out": "runs/study-x", "stages": "runs/study"},
+                                         "stages": stages})
+    from langshift.cli import app
+
+    monkeypatch.chdir(tmp_path.parent)  # not where the run started: the paths are re-rooted at the run dir
+    res = CliRunner().invoke(app, ["compare", str(run), "--a", "method=clo", "--b", "method=sft",
+                                   "--resamples", "500"])
+    assert res.exit_code == 0, res.output
+    assert "method=clo − method=sft on language fidelity (sw) = +" in res.output

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -72,13 +73,26 @@ def _filters(text: str | None, flag: str) -> dict:
 
 
 def _run_evals(run: Path) -> list[tuple[dict, Path]]:
-    evals = []
-    for spec in sorted((run / "eval").glob("*/spec.json")):
-        stage = read_json(spec)
-        if (spec.parent / "stage.json").is_file():
-            evals.append((stage.get("facts") or {}, spec.parent))
+    """(facts, dir) of every finished evaluation of a run: those under RUN/eval, and those its
+    experiment.json lists elsewhere (a run with `stages:` keeps its stage outputs in a shared directory;
+    the listed paths are relative to where the run was started, so they are re-rooted at RUN)."""
+    candidates = [spec.parent for spec in sorted((run / "eval").glob("*/spec.json"))]
+    if (run / "experiment.json").is_file():
+        record = read_json(run / "experiment.json")
+        out = record.get("experiment", {}).get("out")
+        for stage in record.get("stages", []):
+            if stage.get("kind") == "eval":
+                where = Path(stage["dir"])
+                candidates.append(where if where.is_absolute() or not out else run / os.path.relpath(where, out))
+    evals, seen = [], set()
+    for d in candidates:
+        key = d.resolve()
+        if key not in seen and (d / "stage.json").is_file() and (d / "spec.json").is_file():
+            seen.add(key)
+            evals.append((read_json(d / "spec.json").get("facts") or {}, d))
     if not evals:
-        raise InputError(run, "no finished evaluation in this run directory (eval/*/stage.json)")
+        raise InputError(run, "no finished evaluation in this run directory (eval/*/stage.json, or the "
+                              "stages its experiment.json lists)")
     return evals
 
 

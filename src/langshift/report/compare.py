@@ -97,7 +97,7 @@ def verdict(c: dict, a: str, b: str, what: str) -> str:
             f"to {_bound(c['ci_high'], c['unit'])}, p = {c['p_value']:.2g}, n = {c['n']} items{seeds})")
     mdd = c.get("detectable")
     power = (f" (this comparison detects a true difference of {_amount(mdd, c['unit']).lstrip('+')} or more "
-             "80% of the time)") if mdd is not None and mdd == mdd else ""
+             "80% of the time)") if mdd is not None and mdd > 0 else ""
     if not c["excludes_zero"]:
         return head + f": not distinguishable from zero{power}."
     if c["p_value"] >= 1 - c["confidence"]:
