@@ -307,44 +307,33 @@ def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | No
     )
 
 
-def table5_nll(rows: list[dict]) -> str | None:
-    """Table 5: NLL on the target response only (the paper's choice) vs on both responses."""
-    groups = _ablation_groups(rows, "nll", "target", "both")
+def _setting_pair_table(rows: list[dict], axis: str, settings: tuple[tuple[str, str], ...],
+                        column: str) -> str | None:
+    """Two settings of one training option side by side: a line per (configuration, setting), the
+    target-language and English results as columns. `settings` = ((value, label), (value, label))."""
+    groups = _ablation_groups(rows, axis, settings[0][0], settings[1][0])
     if not groups:
         return None
-    body = []
-    for (model, lang, method, task, baseline, *_), size, g in groups:
-        for nll, label in (("target", "Target only"), ("both", "Target & English")):
-            body.append(
-                [
-                    model,
-                    lang_name(lang),
-                    METHOD_LABEL[method],
-                    _task_label(task, baseline),
-                    _size_label(size),
-                    label,
-                ]
-                + [_cell(g, nll=nll, eval_lang=ev) for ev in EVAL_LANGS]
-            )
-    header = ["Model", "Language", "Method", "Metric", "Data size", "NLL loss", "Target", "English"]
+    body = [
+        [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size), label]
+        + [_cell(g, **{axis: value}, eval_lang=ev) for ev in EVAL_LANGS]
+        for (model, lang, method, task, baseline, *_), size, g in groups
+        for value, label in settings
+    ]
+    header = ["Model", "Language", "Method", "Metric", "Data size", column, "Target", "English"]
     return md_table(header, body) + "\n\n% ± standard error."
+
+
+def table5_nll(rows: list[dict]) -> str | None:
+    """Table 5: NLL on the target response only (the paper's choice) vs on both responses."""
+    return _setting_pair_table(rows, "nll", (("target", "Target only"), ("both", "Target & English")), "NLL loss")
 
 
 def nll_reduction_table(rows: list[dict]) -> str | None:
     """Beyond the paper: the NLL averaged per token (our default, TRL's) vs summed per sequence and
     averaged over sequences (the paper's Eq. 9 literally), for every method trained both ways."""
-    groups = _ablation_groups(rows, "nll_reduction", "token", "sequence")
-    if not groups:
-        return None
-    body = []
-    for (model, lang, method, task, baseline, *_), size, g in groups:
-        for reduction, label in (("token", "per token"), ("sequence", "per sequence (Eq. 9)")):
-            body.append(
-                [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size), label]
-                + [_cell(g, nll_reduction=reduction, eval_lang=ev) for ev in EVAL_LANGS]
-            )
-    header = ["Model", "Language", "Method", "Metric", "Data size", "NLL reduction", "Target", "English"]
-    return md_table(header, body) + "\n\n% ± standard error."
+    return _setting_pair_table(rows, "nll_reduction", (("token", "per token"), ("sequence", "per sequence (Eq. 9)")),
+                               "NLL reduction")
 
 
 def _per_config_table(rows: list[dict], columns: list[tuple[str, str, str]], note: str) -> str | None:
