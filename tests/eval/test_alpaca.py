@@ -11,14 +11,13 @@ import pytest
 from langshift.eval.alpaca import (
     LANGUAGE_CLAUSE,
     SYSTEM,
-    combine,
     judge_pairwise,
     load_instructions,
     load_outputs,
-    parse_judgment,
     render_messages,
     win_rate,
 )
+from langshift.eval.verdict import combine, parse_judgment
 from langshift.files import InputError, write_jsonl
 from langshift.llm_client import ChatClient, LLMError
 

@@ -9,7 +9,8 @@ import re
 import pytest
 from fake_openai import FakeOpenAI, completion
 
-from langshift.eval.alpaca import judge_pairwise, parse_judgment
+from langshift.eval.alpaca import judge_pairwise
+from langshift.eval.verdict import parse_judgment
 from langshift.llm_client import ChatClient
 
 INSTRUCTIONS = [{"id": f"q{i}", "instruction": f"Taja mji mkuu wa nchi namba {i}."} for i in range(4)]
