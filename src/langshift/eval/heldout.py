@@ -51,14 +51,14 @@ def heldout_for(cfg, lang: str | None = None) -> list:
 
 
 @torch.no_grad()
-def score_sequences(model, sequences) -> list[tuple[float, int]]:
+def score_sequences(model, sequences, plan=None) -> list[tuple[float, int]]:
     """(log π(y|x) summed over y, |y|) of each encoded sequence, laid out as training lays out its forward
     (train/layout.py: the two replies under one prompt share it, rows packed), about BATCH_TOKENS tokens
-    per forward."""
+    per forward. `plan`: the model's `plan_layout` when the caller has it (it probes the model)."""
     from langshift.train.layout import token_batches
     from langshift.train.logps import plan_layout, sequence_logps
 
-    plan = plan_layout(model)
+    plan = plan or plan_layout(model)
     out: list[tuple[float, int] | None] = [None] * len(sequences)
     model.eval()
     for part in token_batches(sequences, BATCH_TOKENS, plan.share):
@@ -81,7 +81,12 @@ def item_scores(ctx, lang: str) -> list[dict]:
         encoder = Encoder(tokenizer, chat_format(tokenizer), MAX_LENGTH)
         same_role, other_role = SIDES["en" if lang == "en" else "target"]
         encoded = [encoder.encode(r) for r in records]
-        scored = score_sequences(model, [e[role] for e in encoded for role in (same_role, other_role)])
+        if "layout" not in ctx.cache:  # probed once per evaluation, not once per language
+            from langshift.train.logps import plan_layout
+
+            ctx.cache["layout"] = plan_layout(model)
+        scored = score_sequences(model, [e[role] for e in encoded for role in (same_role, other_role)],
+                                 ctx.cache["layout"])
         ctx.cache[key] = [
             {"id": r.id, "same": scored[2 * i][0], "n_same": scored[2 * i][1],
              "other": scored[2 * i + 1][0], "n_other": scored[2 * i + 1][1]}
