@@ -36,7 +36,8 @@ model loads = what the job itself holds: models, optimizer, activations.
 Tokens: `tokens` counts the trained sequences (four per CLO record), `forward_tokens` what our forward
 ran (a shared prompt once, no padding), `padded_tokens_before` what the previous engine ran for the same
 micro-batches (length buckets padded to their longest row, <= 10% waste each): the padding share
-before is 1 - tokens / padded_tokens_before, after it is 0.
+before is 1 - tokens / padded_tokens_before, after it is 1 - forward_tokens / decoder_tokens (the
+tokens in the tensors the decoder is handed).
 
 MFU (model FLOPs utilization), N = parameters that take part in matmuls (tied embeddings once), N_t =
 trainable ones, peak = best 2*n^3/t of an fp32 n x n torch.matmul measured in this run with the same
@@ -308,7 +309,7 @@ def run_ours(plan: dict) -> dict:
     from langshift.records import load_records
     from langshift.train.config import TrainConfig
     from langshift.train.encode import Encoder
-    from langshift.train.layout import forward_tokens
+    from langshift.train.layout import forward_tokens, layout
     from langshift.train.logps import check_layout, install_logps_forward, plan_layout
     from langshift.train.objectives import METHODS, Hyper
     from langshift.train.params import select_trainable
@@ -386,6 +387,9 @@ def run_ours(plan: dict) -> dict:
         "ref_cached_s": t_cached,
         "tokens": real,
         "forward_tokens": sum(forward_tokens([s for u in mb for s in u.seqs], layout_plan) for mb in micro_batches),
+        # what the decoder is actually handed: the token tensors the layout builds for each micro-batch
+        "decoder_tokens": sum(layout([s for u in mb for s in u.seqs], layout_plan)["input_ids"].numel()
+                              for mb in micro_batches),
         "padded_tokens_before": before_run,
         "sequences": sum(len(u.seqs) for u in units),
         "micro_batch_records": micro,
@@ -678,7 +682,7 @@ def main() -> None:
         "clo_tokens": tokens,
         "clo_forward_tokens": clo["forward_tokens"],
         "clo_padding_share_before": 1 - tokens / clo["padded_tokens_before"],
-        "clo_padding_share_after": 0.0,  # the layout packs rows back to back: every token it runs is real
+        "clo_padding_share_after": 1 - clo["forward_tokens"] / clo["decoder_tokens"],
         "params": clo["params"],
         "trainable": n_t,
         "mfu": flops / clo["time_s"] / peak,
