@@ -121,3 +121,19 @@ def test_sw_de_run_trains_on_both_and_loss_falls(tmp_path, tiny_llama):
     assert train_counts["sw"]["singles"] >= 1
     assert train_counts["sw"]["negatives"] == train_counts["de"]["negatives"]
     assert train_counts["sw"]["records"] == train_counts["sw"]["negatives"] + train_counts["sw"]["singles"]
+
+
+@pytest.mark.parametrize("pref_loss", ["sigmoid", "simpo", "orpo"])
+def test_a_unit_without_cross_negatives_gives_finite_gradients_under_every_pair_loss(pref_loss):
+    """A single's padded columns (log-prob 0 over 0 tokens) are masked out of the loss; under a
+    length-normalised loss they must not leak a NaN into the gradient through the mask."""
+    sizes = [6, 4]
+    gen = torch.Generator().manual_seed(1)
+    flat = (-torch.rand(sum(sizes), generator=gen) * 20).requires_grad_(True)
+    n_tok, _ = by_unit(torch.randint(3, 30, (sum(sizes),), generator=gen).float(), sizes)
+    policy, present = by_unit(flat, sizes)
+    ref = None if pref_loss != "sigmoid" else by_unit(-torch.rand(sum(sizes), generator=gen) * 20, sizes)[0]
+    loss, _ = METHODS["clo"].objective(policy, ref, n_tok, ["tgt"] * 2,
+                                       Hyper(pref_loss=pref_loss, cl_negatives="all"), present)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(flat.grad).all()
