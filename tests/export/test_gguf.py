@@ -123,7 +123,7 @@ def _tokenizer_with(pre_tokenizer, tmp_path):
 def _pre_tokenizers():
     from tokenizers import Regex, pre_tokenizers
 
-    from langshift.export.gguf import LLAMA3_SPLIT, QWEN2_SPLIT
+    from langshift.export.gguf_vocab import LLAMA3_SPLIT, QWEN2_SPLIT
 
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     return {
