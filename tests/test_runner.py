@@ -226,3 +226,21 @@ def test_multilingual_plans_one_training_stage_on_every_language_and_evaluates_i
     assert singles == {"smollm2-135m-sw-clo-48-attention-target", "smollm2-135m-de-clo-48-attention-target"}
     with pytest.raises(InputError, match="at least two"):
         load_experiment(_config(tmp_path, **{"train.multilingual": True}))
+
+
+@pytest.mark.slow
+def test_a_multilingual_run_ends_with_its_report_and_model_card(tmp_path, tiny_llama, monkeypatch):
+    """`train.multilingual: true` end to end: one model on sw+de, evaluated in sw, de and English, then the
+    report and the model's card (the card once failed on the language list "sw,de", after every stage)."""
+    monkeypatch.setenv("LANGSHIFT_CACHE", str(tmp_path / "cache"))
+    overrides = [f"out={tmp_path / 'run'}", f"models=[{{name: tiny, model: {tiny_llama}}}]", "eval.limit=2",
+                 "eval.tasks=[fidelity, langpref]", "train.cache_dir=" + str(tmp_path / "cache"),
+                 "languages=[sw, de]", "methods=[clo]", "train.multilingual=true", "train.cl_negatives=all"]
+    root = run_experiment(load_experiment(DEMO, quick=True, overrides=overrides), progress=False)
+    rows = json.loads((root / "results.json").read_text())["rows"]
+    trained = {(r["lang"], r["eval_lang"]) for r in rows if r.get("trained_langs") == "sw+de"}
+    assert trained == {("sw", "target"), ("de", "target"), ("sw", "en")}
+    report = (root / "report.md").read_text()
+    assert "**tiny · Swahili**" in report and "**tiny · German**" in report
+    card = next(root.glob("train/*sw+de*/README.md")).read_text()
+    assert "- sw\n- de\n- en\n" in card and "| Language fidelity | German |" in card

@@ -125,7 +125,16 @@ def base_model(model: str, gguf_file: str | None = None) -> tuple[str | None, st
 def data_facts(data: str) -> dict:
     """Sources and translator of the training records, from the records' `meta` when the data is on
     disk (a records JSONL, or a built data directory holding `records.jsonl`): each key maps to the
-    distinct values seen, in order."""
+    distinct values seen, in order. A multilingual model's `data` lists one source per language,
+    comma-separated (`train --data sw.jsonl,de.jsonl`): their facts are merged."""
+    seen: dict[str, dict] = {k: {} for k in ("source", "translator", "translator_model")}
+    for one in filter(None, (d.strip() for d in data.split(","))):
+        for k, values in _one_source_facts(one).items():
+            seen[k].update(dict.fromkeys(values))
+    return {k: list(v) for k, v in seen.items() if v}
+
+
+def _one_source_facts(data: str) -> dict:
     path = Path(data)
     candidates = [path] if path.is_file() else [path / "records.jsonl", path.parent / "records.jsonl"]
     for file in candidates:
@@ -171,6 +180,12 @@ def _check_rows(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _row_lang(row: dict, lang: str) -> str:
+    """The language a result row was measured in: English, or the row's own target language (a
+    multilingual model has rows in each of its languages), else the model's."""
+    return "en" if row["eval_lang"] == "en" else (row.get("lang") or lang)
+
+
 def eval_results(rows: list[dict], lang: str, eval_sets: dict | None = None) -> list:
     """One `huggingface_hub.EvalResult` per row (value a fraction, as the rows hold it)."""
     from huggingface_hub import EvalResult
@@ -180,7 +195,7 @@ def eval_results(rows: list[dict], lang: str, eval_sets: dict | None = None) -> 
     sets = {**EVAL_SETS, **(eval_sets or {})}
     out = []
     for r in rows:
-        code = "en" if r["eval_lang"] == "en" else lang
+        code = _row_lang(r, lang)
         dataset_type, dataset_name = sets.get(r["task"], (r["task"], r["task"]))
         out.append(EvalResult(
             task_type="text-generation", task_name=TASKS[r["task"]].label if r["task"] in TASKS else r["task"],
@@ -211,13 +226,18 @@ def _shown(x, unit: str) -> str:
     return f"{100 * float(x):.1f}" if unit == "fraction" else f"{float(x):.3f}"
 
 
-def eval_table(rows: list[dict], lang: str) -> str:
+def eval_table(rows: list[dict], langs: list[str]) -> str:
+    """The rows as a markdown table, by task, then target languages in the model's order (`langs`; the
+    first stands in for a row without its own), then English."""
     from langshift.eval.tasks import TASKS
 
+    lang = langs[0]
     lines = ["| Task | Language | Metric | Value | ± s.e. | n |", "|---|---|---|---:|---:|---:|"]
     order = {t: i for i, t in enumerate(TASKS)}
-    for r in sorted(rows, key=lambda r: (order.get(r["task"], 99), r["eval_lang"] != "target", r["metric"])):
-        code = "en" if r["eval_lang"] == "en" else lang
+    place = {code: i for i, code in enumerate(langs)}
+    for r in sorted(rows, key=lambda r: (order.get(r["task"], 99), r["eval_lang"] != "target",
+                                         place.get(_row_lang(r, lang), len(place)), r["metric"])):
+        code = _row_lang(r, lang)
         task = TASKS.get(r["task"])
         metric = task.metric(r["metric"]) if task else None
         unit = metric.unit if metric else "fraction"
@@ -253,21 +273,23 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
     stages = record.get("stages") or [{}]
     last = stages[-1]
     method = cfg.get("method", "?")
-    lang = get_language(cfg["lang"]).code if cfg.get("lang") else None
+    # A multilingual model's `lang` lists its languages, comma-separated (`train --lang sw,de`).
+    langs = [get_language(c).code for c in str(cfg.get("lang") or "").split(",") if c.strip()]
+    lang = langs[0] if langs else None
     base_id, license_ = base_model(str(cfg.get("model", "")), cfg.get("gguf_file"))
     facts = data_facts(str(cfg.get("data", "")))
     rows = _check_rows(list(eval_rows or []))
     title = name or Path(str(cfg.get("out", "model"))).name
 
     data = ModelCardData(
-        base_model=base_id, language=[c for c in (lang, "en") if c], license=license_,
+        base_model=base_id, language=[*langs, "en"], license=license_,
         library_name="transformers", pipeline_tag="text-generation",
         tags=[*TAGS, method], datasets=datasets_of(facts) or None,
         eval_results=eval_results(rows, lang or "en", eval_sets) if rows else None,
         model_name=title if rows else None,
     )
     share = last.get("trainable") or {}
-    lang_name = _lang_name(lang) if lang else "the target language"
+    lang_name = " and ".join(map(_lang_name, langs)) if langs else "the target language"
     source = _listed(facts.get("source")) or f"`{cfg.get('data', '?')}`"
     translator = " / ".join(filter(None, (_listed(facts.get("translator")), _listed(facts.get("translator_model")))))
     lines = [
@@ -296,7 +318,7 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
         "",
     ]
     if rows:
-        lines += ["## Evaluation", "", eval_table(rows, lang or "en"), "",
+        lines += ["## Evaluation", "", eval_table(rows, langs or ["en"]), "",
                   "Values are percentages with one standard error; n is the number of items.", ""]
     else:
         lines += ["## Evaluation", "", "Not evaluated yet (`langshift eval run` or `langshift run` adds the results here).", ""]

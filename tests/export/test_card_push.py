@@ -76,6 +76,30 @@ def test_card_with_evaluation_rows_has_a_valid_model_index(trained):
     assert "| Knowledge (MMMLU) | English | Accuracy (%) | 25.0 | 8.8 | 24 |" in table
 
 
+def test_card_of_a_multilingual_model_lists_its_languages_and_each_row_in_its_own(tmp_path):
+    """A model trained with `--lang sw,de --data sw.jsonl,de.jsonl`: both languages in the metadata and the
+    text, the sources of both files, and each result row under the language it was measured in."""
+    from huggingface_hub import ModelCard
+
+    from langshift.card import render_model_card
+    from langshift.files import write_jsonl
+
+    for lang, source in (("sw", "oasst1"), ("de", "hf:someone/german-chat")):
+        write_jsonl(tmp_path / f"{lang}.jsonl", [{"id": "a", "meta": {"source": source, "translator": "hf"}}])
+    record = {"config": {"method": "clo", "model": "smollm2", "lang": "sw,de", "out": "runs/x",
+                         "data": f"{tmp_path / 'sw.jsonl'},{tmp_path / 'de.jsonl'}"}, "stages": [{}]}
+    rows = [_row("fidelity", "target", "response_pass_rate", 0.6, lang="de", trained_langs="sw+de"),
+            _row("fidelity", "target", "response_pass_rate", 0.5, trained_langs="sw+de"),
+            _row("fidelity", "en", "response_pass_rate", 1.0, trained_langs="sw+de")]
+    card = ModelCard(render_model_card(record, rows))
+    assert card.data.language == ["sw", "de", "en"]
+    assert card.data.datasets == ["OpenAssistant/oasst1", "someone/german-chat"]
+    assert {(r.dataset_config, r.metric_value) for r in card.data.eval_results} == {("de", 0.6), ("sw", 0.5), ("en", 1.0)}
+    assert "taught to answer in Swahili and German" in card.text
+    table = card.text.split("## Evaluation", 1)[1]
+    assert table.index("| Swahili | Response pass (%) | 50.0") < table.index("| German | Response pass (%) | 60.0")
+
+
 def test_card_metadata_for_the_embedded_model_names_its_hub_id_and_license():
     from huggingface_hub import ModelCard
 

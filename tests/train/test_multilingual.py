@@ -121,6 +121,8 @@ def test_sw_de_run_trains_on_both_and_loss_falls(tmp_path, tiny_llama):
     assert train_counts["sw"]["singles"] >= 1
     assert train_counts["sw"]["negatives"] == train_counts["de"]["negatives"]
     assert train_counts["sw"]["records"] == train_counts["sw"]["negatives"] + train_counts["sw"]["singles"]
+    card = (out / "README.md").read_text()  # training's card names both languages (it once failed on "sw,de")
+    assert "language:\n- sw\n- de\n- en\n" in card and "answer in Swahili and German" in card
 
 
 @pytest.mark.parametrize("pref_loss", ["sigmoid", "simpo", "orpo"])
