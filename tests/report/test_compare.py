@@ -124,3 +124,31 @@ def test_compare_finds_a_run_s_evaluations_in_its_shared_stages_directory(tmp_pa
                                    "--resamples", "500"])
     assert res.exit_code == 0, res.output
     assert "method=clo − method=sft on language fidelity (sw) = +" in res.output
+
+
+def test_ablation_comparisons_keep_each_models_facts_and_fill_table4(tmp_path):
+    """SFT and CLO each trained attention-only and full, evaluated in Swahili and English: every contrast
+    keeps its models' method and target language (a difference's own keys once overwrote both), so Table
+    4's Δ cells are the paired differences with their CIs, in English too."""
+    from langshift.report.tables import table4_trainable
+
+    rng = random.Random(3)
+    facts = {"model": "m", "lang": "sw", "size": 8, "nll": "target", "nll_reduction": "token"}
+    evals, rows = [], []
+    for method in ("sft", "clo"):
+        for trainable, p in (("attention", 0.4), ("full", 0.9)):
+            d = _random_side(tmp_path, f"{method}-{trainable}", rng, p)
+            (d / "fidelity.en.jsonl").write_text((d / "fidelity.sw.jsonl").read_text())
+            write_json(d / "results.json", {"meta": {"lang": "sw"}, "fidelity": {"sw": {}, "en": {}}})
+            f = {**facts, "method": method, "trainable": trainable}
+            evals.append((f, d))
+            rows += [{**f, "task": "fidelity", "metric": "response_pass_rate", "eval_lang": ev, "value": p,
+                      "stderr": 0.05, "n": 30} for ev in ("target", "en")]
+    comparisons = run_comparisons(evals, resamples=200)
+    ablated = {(c["method"], c["lang"], c["eval_lang"]) for c in comparisons
+               if c["axis"] == "trainable" and c["task"] == "fidelity" and c["metric"] == "response_pass_rate"}
+    assert ablated == {(m, "sw", ev) for m in ("sft", "clo") for ev in ("target", "en")}
+    assert all(c["item_lang"] == ("en" if c["eval_lang"] == "en" else "sw") for c in comparisons)
+    table = table4_trainable(rows, comparisons)
+    lines = [line for line in table.splitlines() if "Language fidelity" in line]
+    assert len(lines) == 2 and all(line.count("p=") == 2 for line in lines), table  # Δ target and English

@@ -98,7 +98,7 @@ class PairedDifference:
     seeds_a: int = 1
     seeds_b: int = 1
     se: float = float("nan")  # standard error of `diff`: the standard deviation of the bootstrap draws
-    method: str = "paired percentile bootstrap over items; paired sign-flip permutation test"
+    procedure: str = "paired percentile bootstrap over items; paired sign-flip permutation test"
 
     @property
     def excludes_zero(self) -> bool:
@@ -334,7 +334,7 @@ def paired_difference_seeds(
     return PairedDifference(
         diff=float(d.mean()), ci_low=lo, ci_high=hi, p_value=p, n=n, excluded=excluded,
         confidence=confidence, resamples=resamples, p_exact=exact, seeds_a=sa, seeds_b=sb, se=float(np.std(draws)),
-        method="hierarchical bootstrap (items shared, seed effects per side); sign-flip test on seed-mean differences",
+        procedure="hierarchical bootstrap (items shared, seed effects per side); sign-flip test on seed-mean differences",
     )
 
 

@@ -139,13 +139,13 @@ def compare(
     from langshift.eval.tasks import TASKS
     from langshift.report.compare import cell
 
-    body = [[TASKS[c["task"]].title, TASKS[c["task"]].metric(c["metric"]).label, f"{EVAL_LABEL[c['eval_lang']]} ({c['lang']})",
+    body = [[TASKS[c["task"]].title, TASKS[c["task"]].metric(c["metric"]).label, f"{EVAL_LABEL[c['eval_lang']]} ({c['item_lang']})",
              cell(c), str(c["n"]) + (f" (−{c['excluded']})" if c["excluded"] else "")] for c in comparisons]
     typer.echo(md_table(["Task", "Metric", "Eval", f"{name_a} − {name_b} [95% CI] p", "items"], body))
     typer.echo("")
     for c in comparisons:
         if c["metric"] == TASKS[c["task"]].headline.name:
-            typer.echo("- " + verdict(c, name_a, name_b, f"{TASKS[c['task']].label.lower()} ({c['lang']})"))
+            typer.echo("- " + verdict(c, name_a, name_b, f"{TASKS[c['task']].label.lower()} ({c['item_lang']})"))
     if out:
         from langshift.files import write_json
 

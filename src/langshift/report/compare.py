@@ -40,7 +40,8 @@ def item_scores(eval_dir: Path, task: str, metric: str, lang: str) -> dict:
 def compare_evals(a: list[Path], b: list[Path], *, resamples: int = RESAMPLES, seed: int = 0,
                   langs: set[str] | None = None) -> list[dict]:
     """A − B for every (task, metric, eval language) that all the evaluations measured item by item
-    (and, given `langs`, only in those languages).
+    (and, given `langs`, only in those languages). `item_lang` is the items' language code, `eval_lang`
+    "target" or "en"; no key names a fact of the models (`run_comparisons` adds those).
 
     `a` and `b` list one evaluation directory per training seed (one each, without replicates)."""
     results = [_results(d) for d in [*a, *b]]
@@ -62,7 +63,7 @@ def compare_evals(a: list[Path], b: list[Path], *, resamples: int = RESAMPLES, s
                         got = paired_difference_seeds(side_a, side_b, resamples=resamples, seed=seed)
                 except NoPairedItems:
                     continue  # nothing to compare on this metric (e.g. LPR with no counted line anywhere)
-                out.append({"task": name, "metric": metric.name, "lang": lang,
+                out.append({"task": name, "metric": metric.name, "item_lang": lang,
                             "eval_lang": "en" if lang == "en" and target != "en" else "target",
                             "unit": metric.unit, "higher_is_better": metric.higher_is_better, **got.as_dict()})
     return out
@@ -137,8 +138,18 @@ def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, re
             other = groups.get(tuple(sorted({**facts, axis: other_value}.items())))
             if other:
                 for c in compare_evals(sorted(dirs), sorted(other), resamples=resamples):
-                    out.append({**facts, "axis": axis, "a": facts[axis], "b": other_value, **c})
+                    out.append(_contrast(facts, {"axis": axis, "a": facts[axis], "b": other_value}, c))
     return out
+
+
+def _contrast(facts: dict, contrast: dict, c: dict) -> dict:
+    """One comparison row: the facts of side A's models, the contrast, the difference. The keys must not
+    overlap: a difference's key named like a fact once overwrote the model's method and language, and
+    the report's tables then found no comparison for their cells."""
+    clash = set(facts) & set(c) | set(contrast) & set(c)
+    if clash:
+        raise ValueError(f"a comparison's keys {sorted(clash)} would overwrite the models' facts")
+    return {**facts, **contrast, **c}
 
 
 def _multilingual_contrasts(facts: dict, dirs: list[Path], groups: dict, resamples: int) -> list[dict]:
@@ -154,6 +165,7 @@ def _multilingual_contrasts(facts: dict, dirs: list[Path], groups: dict, resampl
             continue
         langs = {lang, "en"} if lang == facts["lang"] else {lang}
         for c in compare_evals(sorted(dirs), sorted(other), resamples=resamples, langs=langs):
-            out.append({**facts, "lang": lang, "axis": "trained_langs", "a": f"{facts['trained_langs']} model",
-                        "b": f"{lang} model", **c, "eval_lang": "en" if c["lang"] == "en" else "target"})
+            contrast = {"axis": "trained_langs", "a": f"{facts['trained_langs']} model", "b": f"{lang} model"}
+            c = {**c, "eval_lang": "en" if c["item_lang"] == "en" else "target"}
+            out.append(_contrast({**facts, "lang": lang}, contrast, c))
     return out

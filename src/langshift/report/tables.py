@@ -164,6 +164,9 @@ def _delta(comparisons, value_a: float | None, value_b: float | None, /, **match
     for c in comparisons:
         if all(c.get(k) == v for k, v in match.items()):
             return cell(c)
+    task = TASKS.get(match.get("task"))
+    if task and task.metric(match.get("metric")).unit != "fraction":  # nats, not points
+        return "–" if value_a is None or value_b is None else f"{value_a - value_b:+.3f}"
     return delta(value_a, value_b)
 
 
@@ -275,7 +278,7 @@ def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | No
     if not groups:
         return None
     body = []
-    for (model, lang, method, task, baseline, *_), size, g in groups:
+    for (model, lang, method, task, baseline, nll, reduction), size, g in groups:
         line = [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size)]
         for ev in EVAL_LANGS:
             att, full = (
@@ -286,7 +289,8 @@ def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | No
                 _cell(g, trainable="attention", eval_lang=ev),
                 _cell(g, trainable="full", eval_lang=ev),
                 _delta(comparisons, att, full, axis="trainable", a="attention", b="full", model=model, lang=lang,
-                       method=method, task=task, metric=TASKS[task].headline.name, eval_lang=ev, size=size),
+                       method=method, task=task, metric=TASKS[task].headline.name, eval_lang=ev, size=size,
+                       nll=nll, nll_reduction=reduction),
             ]
         body.append(line)
     header = [
