@@ -152,3 +152,7 @@ def test_ablation_comparisons_keep_each_models_facts_and_fill_table4(tmp_path):
     table = table4_trainable(rows, comparisons)
     lines = [line for line in table.splitlines() if "Language fidelity" in line]
     assert len(lines) == 2 and all(line.count("p=") == 2 for line in lines), table  # Δ target and English
+    from langshift.report.tables import comparison_table
+
+    paired = comparison_table(comparisons)
+    assert "SFT: attention − full" in paired and "CLO: attention − full" in paired and "CLO − SFT" in paired

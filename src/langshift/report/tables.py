@@ -406,9 +406,11 @@ def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[s
 
 
 def _contrast_label(c: dict) -> str:
+    """'CLO − SFT' for methods; an ablation names its method: 'SFT: attention − full'."""
     label = {**METHOD_LABEL, "attention": "attention", "full": "full", "target": "NLL target", "both": "NLL both",
              "token": "NLL per token", "sequence": "NLL per sequence"}
-    return f"{label.get(c['a'], c['a'])} − {label.get(c['b'], c['b'])}"
+    method = f"{METHOD_LABEL.get(c['method'], c['method'])}: " if c["axis"] != "method" and c.get("method") else ""
+    return f"{method}{label.get(c['a'], c['a'])} − {label.get(c['b'], c['b'])}"
 
 
 def _setting(c: dict) -> str:
@@ -455,7 +457,8 @@ def comparison_words(comparisons: list[dict]) -> list[str]:
         if c["axis"] == "method" and first and c["task"] == first.name and c["metric"] == first.headline.name:
             lang = "English" if c["eval_lang"] == "en" else lang_name(c["lang"])
             size = f"at {c['size']} records" if c["size"] else "on all records"
-            out.append(f"- {c['model']}, {size}: " + verdict(c, METHOD_LABEL.get(c["a"], c["a"]),
+            setting = f" ({_setting(c)})" if _setting(c) else ""
+            out.append(f"- {c['model']}, {size}{setting}: " + verdict(c, METHOD_LABEL.get(c["a"], c["a"]),
                                                           METHOD_LABEL.get(c["b"], c["b"]),
                                                           f"{first.label.lower()} in {lang}"))
     return out
