@@ -32,6 +32,7 @@ def test_cell_formatting():
     assert delta(0.504, 0.506) == "-0.2"
     assert delta(0.5, 0.5) == "0.0"
     assert delta(None, 0.5) == "–"
+    assert delta(4.782, 4.603, unit="nats") == "+0.179"  # NLL in its unit, not ×100 as points
 
 
 def test_headline_lines_cells_and_gaps():

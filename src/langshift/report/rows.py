@@ -304,9 +304,12 @@ def pct(value: float | None, stderr: float | None = None, decimals: int = 1) -> 
     return s if stderr is None else f"{s} ± {100 * stderr:.{decimals}f}"
 
 
-def delta(a: float | None, b: float | None, decimals: int = 1) -> str:
-    """Signed difference a − b in percentage points ('+11.3', '-0.2', '0.0'); '–' if either is missing."""
+def delta(a: float | None, b: float | None, decimals: int = 1, unit: str = "fraction") -> str:
+    """Signed difference a − b: in percentage points for a rate ('+11.3', '-0.2', '0.0'), else in the
+    metric's own unit to 3 decimals ('+0.179' nats); '–' if either is missing."""
     if a is None or b is None:
         return "–"
-    d = round(100 * (a - b), decimals)
+    if unit != "fraction":
+        decimals = 3
+    d = round((100 if unit == "fraction" else 1) * (a - b), decimals)
     return f"{0.0:.{decimals}f}" if d == 0 else f"{d:+.{decimals}f}"

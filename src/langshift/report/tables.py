@@ -164,10 +164,7 @@ def _delta(comparisons, value_a: float | None, value_b: float | None, /, **match
     for c in comparisons:
         if all(c.get(k) == v for k, v in match.items()):
             return cell(c)
-    task = TASKS.get(match.get("task"))
-    if task and task.metric(match.get("metric")).unit != "fraction":  # nats, not points
-        return "–" if value_a is None or value_b is None else f"{value_a - value_b:+.3f}"
-    return delta(value_a, value_b)
+    return delta(value_a, value_b, unit=TASKS[match["task"]].metric(match["metric"]).unit)
 
 
 def table1_alpaca(rows: list[dict], comparisons: list[dict] = ()) -> str | None:
@@ -307,7 +304,7 @@ def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | No
         "English Δ",
     ]
     return (
-        md_table(header, body) + "\n\n% ± standard error; Δ = attention-only − full fine-tuning, in points."
+        md_table(header, body) + "\n\n% ± standard error; Δ = attention-only − full fine-tuning, in points for rates and in the metric's unit (nats) for NLL."
     )
 
 
