@@ -266,7 +266,7 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
     the packaged demo sets)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from langshift.languages import get_language
+    from langshift.languages import canonical_code_list
     from langshift.report.rows import METHOD_LABEL
 
     cfg = record.get("config") or {}
@@ -274,7 +274,7 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
     last = stages[-1]
     method = cfg.get("method", "?")
     # A multilingual model's `lang` lists its languages, comma-separated (`train --lang sw,de`).
-    langs = [get_language(c).code for c in str(cfg.get("lang") or "").split(",") if c.strip()]
+    langs = canonical_code_list(cfg["lang"]).split(",") if cfg.get("lang") else []
     lang = langs[0] if langs else None
     base_id, license_ = base_model(str(cfg.get("model", "")), cfg.get("gguf_file"))
     facts = data_facts(str(cfg.get("data", "")))
