@@ -156,3 +156,24 @@ def test_ablation_comparisons_keep_each_models_facts_and_fill_table4(tmp_path):
 
     paired = comparison_table(comparisons)
     assert "SFT: attention − full" in paired and "CLO: attention − full" in paired and "CLO − SFT" in paired
+
+
+def test_a_multilingual_model_is_compared_with_each_languages_own_model_in_that_language(tmp_path):
+    """One sw+de model against the sw model (in Swahili and English: the held-out English items are the
+    first language's) and the de model (in German only), each contrast under the language it compares."""
+    rng = random.Random(4)
+
+    def side(name, meta_lang, langs, p):
+        d = _random_side(tmp_path, name, rng, p)
+        for lang in langs:
+            (d / f"fidelity.{lang}.jsonl").write_text((d / "fidelity.sw.jsonl").read_text())
+        write_json(d / "results.json", {"meta": {"lang": meta_lang}, "fidelity": {lang: {} for lang in langs}})
+        return d
+
+    facts = {"model": "m", "method": "clo", "size": 8, "trainable": "attention", "nll": "target"}
+    evals = [({**facts, "lang": "sw", "trained_langs": "sw+de"}, side("multi", "sw,de", ("sw", "de", "en"), 0.9)),
+             ({**facts, "lang": "sw"}, side("sw", "sw", ("sw", "en"), 0.3)),
+             ({**facts, "lang": "de"}, side("de", "de", ("de", "en"), 0.3))]
+    got = {(c["lang"], c["item_lang"], c["eval_lang"]) for c in run_comparisons(evals, resamples=200)
+           if c["axis"] == "trained_langs" and c["task"] == "fidelity" and c["metric"] == "response_pass_rate"}
+    assert got == {("sw", "sw", "target"), ("sw", "en", "en"), ("de", "de", "target")}

@@ -166,6 +166,5 @@ def _multilingual_contrasts(facts: dict, dirs: list[Path], groups: dict, resampl
         langs = {lang, "en"} if lang == facts["lang"] else {lang}
         for c in compare_evals(sorted(dirs), sorted(other), resamples=resamples, langs=langs):
             contrast = {"axis": "trained_langs", "a": f"{facts['trained_langs']} model", "b": f"{lang} model"}
-            c = {**c, "eval_lang": "en" if c["item_lang"] == "en" else "target"}
             out.append(_contrast({**facts, "lang": lang}, contrast, c))
     return out
