@@ -12,7 +12,7 @@ import pytest
 def test_translated_prompts_read_back_in_both_languages(lang, hub_cache, tmp_path):
     from langshift.data.eval_prompts import build_eval_prompts
     from langshift.data.translators import make_translator
-    from langshift.eval.alpaca import load_instructions
+    from langshift.eval.alpaca_data import load_instructions
     from langshift.eval.suite import load_prompts
 
     translator = make_translator("hf", model="facebook/m2m100_1.2B", beam_size=1, max_length=8, device="cpu")
@@ -33,7 +33,7 @@ def test_translated_prompts_read_back_in_both_languages(lang, hub_cache, tmp_pat
 
 
 def test_multilingual_rows_hold_indonesian_under_its_iso3_code(tmp_path):
-    from langshift.eval.alpaca import load_instructions
+    from langshift.eval.alpaca_data import load_instructions
     from langshift.eval.suite import load_prompts
 
     path = tmp_path / "prompts.jsonl"

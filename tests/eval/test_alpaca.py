@@ -12,11 +12,10 @@ from langshift.eval.alpaca import (
     LANGUAGE_CLAUSE,
     SYSTEM,
     judge_pairwise,
-    load_instructions,
-    load_outputs,
     render_messages,
     win_rate,
 )
+from langshift.eval.alpaca_data import load_instructions, load_outputs
 from langshift.eval.verdict import combine, parse_judgment
 from langshift.files import InputError, write_jsonl
 from langshift.llm_client import ChatClient, LLMError

@@ -215,7 +215,7 @@ def test_mmmlu_config_per_language(lang, hub_cache):
 
 
 def test_alpaca_eval_instructions_from_its_json(hub_cache):
-    from langshift.eval.alpaca import load_instructions
+    from langshift.eval.alpaca_data import load_instructions
 
     rows = load_instructions("tatsu-lab/alpaca_eval", "en")
     assert rows == load_instructions(None, "en")

@@ -31,7 +31,7 @@ SOURCES = {"alpaca_eval": "tatsu-lab/alpaca_eval"}
 
 def build_eval_prompts(source: str, lang: str, translator: Translator, out_dir: str | os.PathLike,
                        limit: int | None = None) -> Path:
-    from langshift.eval.alpaca import load_instructions
+    from langshift.eval.alpaca_data import load_instructions
 
     target = get_language(lang)
     out = Path(out_dir)

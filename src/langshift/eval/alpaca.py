@@ -17,6 +17,8 @@ Only the judge's final answer is read (`eval/verdict.py: parse_judgment`). A jud
 its pair is left out of the win rate (never silently a tie). Judgments are cached in SQLite, keyed by
 (judge model, prompt version, rendered messages = instruction + output pair + order, parameters), so
 an interrupted run resumes without paying twice.
+
+The instructions and the responses it judges are read by `eval/alpaca_data.py`.
 """
 
 from __future__ import annotations
@@ -28,18 +30,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from langshift.eval.alpaca_data import load_outputs
 from langshift.eval.stats import metric_value
 from langshift.eval.verdict import IDENTS, combine, parse_judgment
-from langshift.files import InputError, iter_jsonl, read_json, stable_hash, write_jsonl
+from langshift.files import stable_hash, write_jsonl
 from langshift.languages import get_language
 from langshift.llm_client import ChatClient, LLMError
 from langshift.progress import progress_bar
 
 PROMPT_VERSION = "appC-json-v1"  # bump when the rendered prompt changes: old cache entries stop matching
-HUB_DATASET = "tatsu-lab/alpaca_eval"
-# The repo is a loading-script dataset, which `datasets` >= 4 refuses (tatsu-lab/alpaca_eval#454); its
-# evaluation set is this JSON list of {"instruction", "output", "generator", "dataset"} (805 rows).
-HUB_FILE = "alpaca_eval.json"
 
 SYSTEM = (
     "You are a highly efficient assistant, who evaluates and rank large language models (LLMs) based on the "
@@ -379,95 +378,3 @@ def run_task(ctx, lang: str) -> dict:
     )
     got.pop("items")
     return got
-
-
-# -------------------------------------------------------------------------------------------- data
-
-
-def _pick(obj: dict, keys: Sequence[str]):
-    for k in keys:
-        if obj.get(k) not in (None, ""):
-            return obj[k]
-    return None
-
-
-def load_instructions(source: str | Path | None, lang: str, limit: int | None = None) -> list[dict]:
-    """{"id","instruction"} rows in `lang`.
-
-    `source`: None or "tatsu-lab/alpaca_eval" (English only, from the hub; rows also carry "dataset",
-    the AlpacaEval subset a row comes from, e.g. "koala"); or a local JSONL/JSON whose
-    rows hold the instruction under the language's code (demo prompts.jsonl: {"id","en","sw",...};
-    Indonesian under "ind", as "id" is the row id), "instruction", "prompt" (with "lang": the rows of
-    one language), or "tgt_prompt" (translated records); "id" is optional.
-    """
-    lang = get_language(lang).code
-    if source in (None, HUB_DATASET):
-        if lang != "en":
-            raise ValueError(
-                f"{HUB_DATASET} is English; for {lang!r} pass a translated copy (e.g. from `langshift data translate`)"
-            )
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(HUB_DATASET, HUB_FILE, repo_type="dataset")
-        out = []
-        for index, row in _iter_rows(path):
-            text = row.get("instruction")
-            if not isinstance(text, str) or not text.strip():
-                raise InputError(path, "missing or empty", line=index, field="instruction")
-            out.append({"id": f"alpaca-{index - 1:04d}", "instruction": text, "dataset": row.get("dataset")})
-        return out[:limit] if limit else out
-    # A language's text is under its code, or its ISO 639-3 code where the code is a field name
-    # (Indonesian's "id").
-    lang_keys = [k for k in dict.fromkeys((lang, get_language(lang).iso3)) if k not in ("id", "lang")]
-    out = []
-    for line, row in _iter_rows(source):
-        if row.get("lang") not in (None, lang) and not any(k in row for k in lang_keys):
-            continue
-        text = _pick(row, (*lang_keys, "instruction", "prompt", "tgt_prompt"))
-        if not isinstance(text, str):
-            raise InputError(
-                source,
-                f"no instruction text (looked for '{lang}', 'instruction', 'prompt')",
-                line=line,
-                field=lang,
-            )
-        out.append({"id": str(row.get("id", f"line-{line}")), "instruction": text})
-        if limit and len(out) >= limit:
-            break
-    return out
-
-
-def _iter_rows(path: str | Path):
-    """(line, row) from JSONL, or (index, row) from a JSON list (alpaca_eval's output format)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        rows = read_json(path)
-        if not isinstance(rows, list):
-            raise InputError(path, "expected a JSON list of objects")
-        for i, row in enumerate(rows, start=1):
-            if not isinstance(row, dict):
-                raise InputError(path, "expected an object", line=i)
-            yield i, row
-    else:
-        yield from iter_jsonl(path)
-
-
-def load_outputs(path: str | Path) -> dict[str, dict]:
-    """id -> {"prompt", "response"} from our responses JSONL ({"id","prompt","response"}) or alpaca_eval's
-    JSON ({"instruction","output"}; id = hash of the instruction when absent). Of k sampled responses
-    to one prompt ("sample" 0..k-1), the first is the one judged."""
-    out, lines = {}, {}
-    for line, row in _iter_rows(path):
-        if row.get("sample", 0) != 0:
-            continue
-        prompt = _pick(row, ("prompt", "instruction"))
-        response = row.get("response", row.get("output"))
-        if not isinstance(response, str):
-            raise InputError(path, "missing or not a string", line=line, field="response")
-        if "id" not in row and not isinstance(prompt, str):
-            raise InputError(path, "needs an 'id' or the prompt text", line=line, field="id")
-        rid = str(row["id"]) if "id" in row else stable_hash(prompt)
-        if rid in out:  # which of two answers would be judged is not ours to guess
-            raise InputError(path, f"duplicate id {rid!r} (first at line {lines[rid]})", line=line, field="id")
-        out[rid], lines[rid] = {"prompt": prompt, "response": response}, line
-    return out

@@ -175,7 +175,8 @@ class PairwiseOptions(Options):
                      "judge__structured": "--structured"})
 def alpaca(given: dict):
     """Pairwise win rate of A over B, judged in both orders with the paper's App. C prompt."""
-    from langshift.eval.alpaca import judge_pairwise, load_instructions, load_outputs
+    from langshift.eval.alpaca import judge_pairwise
+    from langshift.eval.alpaca_data import load_instructions, load_outputs
     from langshift.llm_client import ChatClient
 
     o = PairwiseOptions.parse(given, source="command line")
