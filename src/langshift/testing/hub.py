@@ -75,11 +75,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from langshift.files import atomic_dir
+from langshift.testing.hub_tokenizers import (
+    BPE_VOCAB,
+    corpus,
+    demo_rows,
+    tokenizer_llama2,
+    tokenizer_llama3,
+    tokenizer_qwen2,
+    train_llama_spm,
+    write_hub_json,
+)
 
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 LFS_SUFFIXES = (".safetensors", ".bin", ".parquet", ".model", ".gz", ".json.gz")
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
-BPE_VOCAB = 1024  # byte-level / sentencepiece vocab of the stand-in tokenizers
 
 # Languages the paper configs name (and English); FLORES-200 codes for BELEBELE, locales for MMMLU.
 BELEBELE_CODES = ("eng_Latn", "zho_Hans", "deu_Latn", "kor_Hang", "ind_Latn", "swh_Latn", "yor_Latn")
@@ -122,219 +130,6 @@ def commit_repo(cache_dir: Path, repo_type: str, repo_id: str, staged: Path) -> 
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(os.path.relpath(blob, link.parent))
     return commit
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _demo(name: str) -> list[dict]:
-    return [json.loads(line) for line in (DEMO / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def corpus() -> list[str]:
-    """Text the stand-in tokenizers are trained on: the demo's training pairs in en, sw and de."""
-    out = []
-    for row in _demo("seed_a.jsonl") + _demo("seed_b.jsonl"):
-        out += [row["en_prompt"], row["en_response"]]
-        for t in row["translations"].values():
-            out += [t["prompt"], t["response"]]
-    return out + ["中文 한국어 Yorùbá Bahasa Indonesia 0123456789 ( ) [ ] { } < > = + - * / % # @ & | ~ ' \" ? !"]
-
-
-# ------------------------------------------------------------------------------------ tokenizers
-
-LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-LLAMA3_SPECIALS = (
-    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
-    "<|reserved_special_token_2|>", "<|reserved_special_token_3|>", "<|start_header_id|>", "<|end_header_id|>",
-    "<|reserved_special_token_4|>", "<|eot_id|>",
-)  # the first ten of Llama-3's 256 added specials (128000-128009)
-QWEN2_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>")
-QWEN25_BASE_CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
-    "{%- for message in messages %}{%- if not (message.role == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
-
-def _added(tok_id: int, content: str, special: bool = True) -> tuple[str, dict]:
-    flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": special}
-    return str(tok_id), {"content": content, **flags}
-
-
-def _byte_level_bpe(split_regex: str, specials: Iterable[str], *, nfc: bool = False):
-    """A byte-level BPE (the tiktoken-style family of Llama-3 and Qwen2) trained on `corpus()`, with
-    `specials` appended after the learned vocabulary, as both real tokenizers place them."""
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
-
-    tok = Tokenizer(models.BPE(ignore_merges=True))
-    if nfc:
-        tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(split_regex), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tok.train_from_iterator(corpus(), trainer=trainer)
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-    return tok
-
-
-def _tokenizer_llama3(stage: Path) -> dict:
-    from tokenizers import processors
-
-    tok = _byte_level_bpe(LLAMA3_SPLIT, LLAMA3_SPECIALS)
-    bos = tok.token_to_id("<|begin_of_text|>")
-    tok.post_processor = processors.Sequence(
-        [
-            processors.ByteLevel(trim_offsets=False),
-            processors.TemplateProcessing(
-                single="<|begin_of_text|> $A:0",
-                pair="<|begin_of_text|> $A:0 <|begin_of_text|> $B:1",
-                special_tokens=[("<|begin_of_text|>", bos)],
-            ),
-        ]
-    )
-    tok.save(str(stage / "tokenizer.json"))
-    _write_json(
-        stage / "tokenizer_config.json",
-        {
-            "added_tokens_decoder": dict(_added(tok.token_to_id(s), s) for s in LLAMA3_SPECIALS),
-            "bos_token": "<|begin_of_text|>",
-            "clean_up_tokenization_spaces": True,
-            "eos_token": "<|end_of_text|>",
-            "model_input_names": ["input_ids", "attention_mask"],
-            "model_max_length": 1000000000000000019884624838656,
-            "tokenizer_class": "PreTrainedTokenizerFast",
-        },
-    )
-    _write_json(stage / "special_tokens_map.json", {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"})
-    return {"vocab_size": tok.get_vocab_size(), "bos_token_id": bos, "eos_token_id": tok.token_to_id("<|end_of_text|>")}
-
-
-def _tokenizer_qwen2(stage: Path) -> dict:
-    tok = _byte_level_bpe(QWEN2_SPLIT, QWEN2_SPECIALS, nfc=True)
-    tok.save(str(stage / "tokenizer.json"))
-    tok.model.save(str(stage))  # vocab.json + merges.txt, as the repo ships them beside tokenizer.json
-    eot = tok.token_to_id("<|endoftext|>")
-    _write_json(
-        stage / "tokenizer_config.json",
-        {
-            "add_prefix_space": False,
-            "added_tokens_decoder": dict(_added(tok.token_to_id(s), s) for s in QWEN2_SPECIALS),
-            "additional_special_tokens": list(QWEN2_SPECIALS[1:]),
-            "bos_token": None,
-            "chat_template": QWEN25_BASE_CHAT_TEMPLATE,
-            "clean_up_tokenization_spaces": False,
-            "eos_token": "<|endoftext|>",
-            "errors": "replace",
-            "model_max_length": 131072,
-            "pad_token": "<|endoftext|>",
-            "split_special_tokens": False,
-            "tokenizer_class": "Qwen2Tokenizer",
-            "unk_token": None,
-        },
-    )
-    # Qwen pads its embedding matrix past the tokenizer (151936 rows for 151665 tokens): keep a gap.
-    padded = -(-(tok.get_vocab_size() + 1) // 64) * 64
-    return {"vocab_size": padded, "bos_token_id": eot, "eos_token_id": eot}
-
-
-def train_llama_spm(prefix: Path) -> Path:
-    """A Llama-style sentencepiece model: BPE with byte fallback, <unk>=0 <s>=1 </s>=2, digits split."""
-    import sentencepiece as spm
-
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus()),
-        model_prefix=str(prefix),
-        vocab_size=BPE_VOCAB,
-        model_type="bpe",
-        byte_fallback=True,
-        split_digits=True,
-        character_coverage=0.9995,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    return prefix.with_suffix(".model")
-
-
-def _tokenizer_llama2(stage: Path, spm_model: Path, *, legacy: bool, mistral: bool) -> dict:
-    """tokenizer.model (sentencepiece) and the tokenizer.json the repos ship beside it (the layout
-    transformers 4.x's LlamaConverter wrote: Prepend/Replace normalizer, byte-fallback BPE, <s> prepended)."""
-    import sentencepiece as spm
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
-    from transformers.tokenization_utils_base import generate_merges
-
-    shutil.copy(spm_model, stage / "tokenizer.model")
-    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-    merges = generate_merges(vocab)  # pieces of a BPE model are in merge order
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-    )
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
-    )
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in ("<unk>", "<s>", "</s>")])
-    tok.save(str(stage / "tokenizer.json"))
-    plain = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
-    config = {
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "added_tokens_decoder": dict(_added(i, s) for i, s in enumerate(("<unk>", "<s>", "</s>"))),
-        "bos_token": "<s>" if mistral else {"__type": "AddedToken", "content": "<s>", **plain},
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "</s>" if mistral else {"__type": "AddedToken", "content": "</s>", **plain},
-        "legacy": legacy,
-        "model_max_length": 1000000000000000019884624838656,
-        "pad_token": None,
-        "sp_model_kwargs": {},
-        "spaces_between_special_tokens": False,
-        "tokenizer_class": "LlamaTokenizer",
-        "unk_token": "<unk>" if mistral else {"__type": "AddedToken", "content": "<unk>", **plain},
-        "use_default_system_prompt": False,
-    }
-    if mistral:
-        config["additional_special_tokens"] = []
-    else:
-        config["padding_side"] = "right"
-    _write_json(stage / "tokenizer_config.json", config)
-    _write_json(stage / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
-    return {"vocab_size": tok.get_vocab_size(), "bos_token_id": 1, "eos_token_id": 2}
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -417,7 +212,7 @@ def save_sharded(state: dict, folder: Path, shards: int) -> list[str]:
         weight_map.update(dict.fromkeys(chunk, fname))
         files.append(fname)
     total = sum(t.numel() * t.element_size() for t in state.values())
-    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+    write_hub_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
     return files
 
 
@@ -426,7 +221,7 @@ def _causal_lm(repo_id: str, stage: Path, tokens: dict, generation: dict) -> Non
     from transformers import AutoConfig, AutoModelForCausalLM
 
     real = REAL_CONFIGS[repo_id]
-    _write_json(stage / "config.json", _tiny_config(real, tokens))
+    write_hub_json(stage / "config.json", _tiny_config(real, tokens))
     config = AutoConfig.from_pretrained(stage)  # through the loader, as a user's from_pretrained reads it
     torch.manual_seed(_seed(repo_id))
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -434,7 +229,7 @@ def _causal_lm(repo_id: str, stage: Path, tokens: dict, generation: dict) -> Non
     if real["tie_word_embeddings"]:
         state.pop("lm_head.weight", None)  # tied checkpoints store the embedding once
     save_sharded(state, stage, SHARDS[repo_id])
-    _write_json(stage / "generation_config.json", {"_from_model_config": True, **generation,
+    write_hub_json(stage / "generation_config.json", {"_from_model_config": True, **generation,
                                                    "transformers_version": real["transformers_version"]})
 
 
@@ -453,23 +248,23 @@ class _Shared:
 
 
 def _llama3(repo_id: str, stage: Path, shared: _Shared) -> None:
-    tokens = _tokenizer_llama3(stage)
+    tokens = tokenizer_llama3(stage)
     _causal_lm(repo_id, stage, tokens, {"bos_token_id": tokens["bos_token_id"], "eos_token_id": tokens["eos_token_id"]})
 
 
 def _llama2(repo_id: str, stage: Path, shared: _Shared) -> None:
-    tokens = _tokenizer_llama2(stage, shared.spm, legacy=False, mistral=False)
+    tokens = tokenizer_llama2(stage, shared.spm, legacy=False, mistral=False)
     _causal_lm(repo_id, stage, tokens, {"bos_token_id": 1, "do_sample": True, "eos_token_id": 2, "max_length": 4096,
                                         "pad_token_id": 0, "temperature": 0.6, "top_p": 0.9})
 
 
 def _mistral(repo_id: str, stage: Path, shared: _Shared) -> None:
-    tokens = _tokenizer_llama2(stage, shared.spm, legacy=True, mistral=True)
+    tokens = tokenizer_llama2(stage, shared.spm, legacy=True, mistral=True)
     _causal_lm(repo_id, stage, tokens, {"bos_token_id": 1, "eos_token_id": 2})
 
 
 def _qwen25(repo_id: str, stage: Path, shared: _Shared) -> None:
-    tokens = _tokenizer_qwen2(stage)
+    tokens = tokenizer_qwen2(stage)
     _causal_lm(repo_id, stage, tokens, {"bos_token_id": tokens["bos_token_id"], "do_sample": False,
                                         "eos_token_id": tokens["eos_token_id"], "max_new_tokens": 2048})
 
@@ -497,8 +292,8 @@ def _m2m100(repo_id: str, stage: Path, shared: _Shared) -> None:
             "torch_dtype": "float32", "transformers_version": "4.4.0.dev0", "use_cache": True}
     sizes = ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
              "encoder_ffn_dim", "decoder_ffn_dim", "vocab_size")
-    _write_json(stage / "config.json", {**real, **{k: config[k] for k in sizes}, "num_hidden_layers": config["encoder_layers"]})
-    _write_json(stage / "generation_config.json", {"_from_model_config": True, "bos_token_id": 0,
+    write_hub_json(stage / "config.json", {**real, **{k: config[k] for k in sizes}, "num_hidden_layers": config["encoder_layers"]})
+    write_hub_json(stage / "generation_config.json", {"_from_model_config": True, "bos_token_id": 0,
                                                    "decoder_start_token_id": 2, "early_stopping": True,
                                                    "eos_token_id": 2, "max_length": 200, "num_beams": 5,
                                                    "pad_token_id": 1, "transformers_version": "4.27.0.dev0"})
@@ -506,8 +301,8 @@ def _m2m100(repo_id: str, stage: Path, shared: _Shared) -> None:
     torch.save(load_file(str(built / "model.safetensors")), stage / "pytorch_model.bin")
     langs = [f"__{c}__" for c in FAIRSEQ_LANGUAGE_CODES["m2m100"]]
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>", "pad_token": "<pad>"}
-    _write_json(stage / "special_tokens_map.json", {**specials, "additional_special_tokens": langs})
-    _write_json(stage / "tokenizer_config.json", {"src_lang": None, "tgt_lang": None, **specials,
+    write_hub_json(stage / "special_tokens_map.json", {**specials, "additional_special_tokens": langs})
+    write_hub_json(stage / "tokenizer_config.json", {"src_lang": None, "tgt_lang": None, **specials,
                                                   "language_codes": "m2m100", "num_madeup_words": 8,
                                                   "model_max_length": 1024, "tokenizer_class": "M2M100Tokenizer"})
 
@@ -570,7 +365,7 @@ def oasst1_messages() -> dict[str, list[dict]]:
     follow-up turn), plus the cases the selection rule handles: a deleted root, a reply that failed
     review, an unranked reply, a non-English tree."""
     new_id = _Ids()
-    seeds = _demo("seed_a.jsonl") + _demo("seed_b.jsonl")
+    seeds = demo_rows("seed_a.jsonl") + demo_rows("seed_b.jsonl")
 
     def message(tree, parent, role, text, *, lang="en", rank=None, deleted=False, review=True):
         return {
@@ -662,7 +457,7 @@ def _oasst1(repo_id: str, stage: Path, shared: _Shared) -> None:
 
 
 def _belebele(repo_id: str, stage: Path, shared: _Shared) -> None:
-    items = _demo("belebele.jsonl")
+    items = demo_rows("belebele.jsonl")
     (stage / "data").mkdir()
     for code in BELEBELE_CODES:
         source = DEMO_LANG.get(code, "en")
@@ -679,7 +474,7 @@ def _belebele(repo_id: str, stage: Path, shared: _Shared) -> None:
 def _mmmlu(repo_id: str, stage: Path, shared: _Shared) -> None:
     import pandas as pd
 
-    items = _demo("mmmlu.jsonl")
+    items = demo_rows("mmmlu.jsonl")
     (stage / "test").mkdir()
     for locale in MMMLU_LOCALES:
         lang = DEMO_LANG.get(locale, "en")
@@ -701,7 +496,7 @@ def _mmlu(repo_id: str, stage: Path, shared: _Shared) -> None:
 
     features = Features({"question": Value("string"), "subject": Value("string"),
                          "choices": Sequence(Value("string")), "answer": ClassLabel(names=["A", "B", "C", "D"])})
-    english = [r for r in _demo("mmmlu.jsonl") if r["lang"] == "en"]
+    english = [r for r in demo_rows("mmmlu.jsonl") if r["lang"] == "en"]
     rows = [{"question": r["Question"], "subject": r["Subject"], "choices": [r[c] for c in "ABCD"],
              "answer": "ABCD".index(r["Answer"])} for r in english]
     splits = {"test": rows[:12], "validation": rows[12:16], "dev": rows[16:21], "auxiliary_train": rows[21:24]}
@@ -719,7 +514,7 @@ def _mmlu(repo_id: str, stage: Path, shared: _Shared) -> None:
 
 
 def _alpaca_eval(repo_id: str, stage: Path, shared: _Shared) -> None:
-    prompts = _demo("prompts.jsonl")[:12]
+    prompts = demo_rows("prompts.jsonl")[:12]
     sources = ("helpful_base", "koala", "oasst", "selfinstruct", "vicuna")
     rows = [{"instruction": p["en"], "output": "(reference output)", "generator": "text_davinci_003",
              "dataset": sources[i % len(sources)]} for i, p in enumerate(prompts)]

@@ -34,18 +34,14 @@ MT_CORPUS = [
 ]
 
 
-def train_spm(prefix: Path, corpus: list[str], vocab_size: int, **kw) -> Path:
+def train_spm(prefix: Path, corpus: list[str], vocab_size: int, *, repeat: int = 4, **kw) -> Path:
+    """A sentencepiece BPE model trained on `corpus` (seen `repeat` times); `kw` are further trainer
+    options, or replace the defaults (full character coverage, a soft vocabulary limit)."""
     import sentencepiece as spm
 
+    options = {"model_type": "bpe", "character_coverage": 1.0, "hard_vocab_limit": False, "minloglevel": 2, **kw}
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus * 4),
-        model_prefix=str(prefix),
-        vocab_size=vocab_size,
-        model_type="bpe",
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        minloglevel=2,
-        **kw,
+        sentence_iterator=iter(corpus * repeat), model_prefix=str(prefix), vocab_size=vocab_size, **options
     )
     return prefix.with_suffix(".model")
 
