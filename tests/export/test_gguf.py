@@ -1,5 +1,7 @@
-"""GGUF export, checked against llama.cpp itself (llama-cpp-python, in process): tiny random models of each
-supported family load, tokenize like their HF tokenizer and give the same logits."""
+"""GGUF export, checked against llama.cpp itself (llama-cpp-python, in a child process through
+`langshift.native`, so a llama.cpp build this CPU cannot run fails a test naming the signal instead of
+killing the test session): tiny random models of each supported family load, tokenize like their HF
+tokenizer and give the same logits."""
 
 from __future__ import annotations
 
@@ -10,14 +12,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from langshift import native
+
 # Contractions, digits, several languages, runs of spaces and newlines, and a special token in text.
 TEXT = "Habari za asubuhi? I'll pay 12345 shillings.\n\n  Wasser kocht bei 100 Grad!<|im_end|>"
 
 
-def _llama(path, **kw):
-    import llama_cpp
+def _tokenize(path, *texts: str, add_bos: bool = False, special: bool = True) -> list[list[int]]:
+    return native.call("tokenize", model=str(path), texts=list(texts), add_bos=add_bos, special=special)
 
-    return llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False, **kw)
+
+def _logits(path, ids: list[int]) -> np.ndarray:
+    return np.array(native.call("logits", model=str(path), ids=ids))
 
 
 def _sharpen_attention(model, factor: float = 8.0) -> None:
@@ -31,14 +37,9 @@ def _sharpen_attention(model, factor: float = 8.0) -> None:
 
 
 def _compare_logits(gguf_path, model, tok, atol: float) -> None:
-    llm = _llama(gguf_path, logits_all=True)
-    try:
-        ids = tok(TEXT, add_special_tokens=False).input_ids
-        assert llm.tokenize(TEXT.encode(), add_bos=False, special=True) == ids
-        llm.eval(ids)
-        theirs = np.array(llm.scores[: len(ids)])
-    finally:
-        llm.close()
+    ids = tok(TEXT, add_special_tokens=False).input_ids
+    assert _tokenize(gguf_path, TEXT) == [ids]
+    theirs = _logits(gguf_path, ids)
     with torch.no_grad():
         ours = model(torch.tensor([ids])).logits[0].numpy()
     np.testing.assert_allclose(theirs, ours, atol=atol, rtol=0)
@@ -146,12 +147,8 @@ def test_each_known_pre_tokenizer_splits_text_in_llama_cpp_as_in_hf(tiny, tmp_pa
     _, model, _ = tiny("llama")
     out = export_gguf("tiny", tmp_path / f"{name}.gguf", loaded=(model, tok))
     assert gguf.GGUFReader(out).fields["tokenizer.ggml.pre"].contents() == name
-    llm = _llama(out, vocab_only=True)
-    try:
-        text = TEXT + "\n\nIt's 2025 -- they've   paid\t9876543 (ok)?"
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False).input_ids
-    finally:
-        llm.close()
+    text = TEXT + "\n\nIt's 2025 -- they've   paid\t9876543 (ok)?"
+    assert _tokenize(out, text) == [tok(text, add_special_tokens=False).input_ids]
 
 
 def _sentencepiece_style_tokenizer():
@@ -194,15 +191,10 @@ def test_sentencepiece_style_tokenizer_exports_as_llama_vocab(tmp_path):
     fields = gguf.GGUFReader(out).fields
     assert fields["tokenizer.ggml.model"].contents() == "llama"
     assert fields["tokenizer.ggml.add_bos_token"].contents() is True
-    llm = _llama(out, logits_all=True)
-    try:
-        for text in ["Habari za asubuhi? 123 ü€", " leading space", "Wasser  kocht!\nErkläre, warum."]:
-            assert llm.tokenize(text.encode(), add_bos=True, special=False) == tok(text).input_ids
-        ids = tok(TEXT).input_ids
-        llm.eval(ids)
-        theirs = np.array(llm.scores[: len(ids)])
-    finally:
-        llm.close()
+    texts = ["Habari za asubuhi? 123 ü€", " leading space", "Wasser  kocht!\nErkläre, warum."]
+    assert _tokenize(out, *texts, add_bos=True, special=False) == [tok(text).input_ids for text in texts]
+    ids = tok(TEXT).input_ids
+    theirs = _logits(out, ids)
     with torch.no_grad():
         ours = model(torch.tensor([ids])).logits[0].numpy()
     np.testing.assert_allclose(theirs, ours, atol=5e-3, rtol=0)

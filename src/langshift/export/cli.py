@@ -17,8 +17,22 @@ from langshift.files import InputError
 from langshift.options import cli_command, subset
 
 MODEL_HELP = "Training output, LoRA adapter dir, hub id, .gguf, 'smollm2', or a `langshift run` output dir."
+# MODEL can be given as `--model`, as in `train` and `eval`, or positionally, as these commands always took it.
+MODEL_ARGUMENT = typer.Argument(None, help=MODEL_HELP + " Or give it as --model.", show_default=False)
+MODEL_OPTION = typer.Option(None, "--model", help="The model (as MODEL).", show_default=False)
 # Sampling exactly as the evaluation declares it (defaults and ranges: paper App. B).
-ChatOptions = subset(EvalConfig, "ChatOptions", ("temperature", "top_p", "max_new_tokens", "seed", "gguf_file"))
+ChatOptions = subset(EvalConfig, "ChatOptions", ("temperature", "top_p", "max_new_tokens", "seed", "gguf_file"), help={
+    "seed": "Seed of sampling.", "max_new_tokens": "Longest reply, in tokens.",
+    "gguf_file": "GGUF file inside MODEL (a hub repo or directory)."})
+
+
+def one_model(positional: str | None, option: str | None) -> str:
+    """The model a command was given, as MODEL or as --model (not two different ones, not none)."""
+    if positional and option and positional != option:
+        raise InputError("--model", f"two models given: MODEL {positional!r} and --model {option!r}; give one")
+    if not (positional or option):
+        raise InputError("MODEL", "no model given: pass it as MODEL or --model")
+    return positional or option
 
 
 def _model_arg(value: str, what: str = "MODEL") -> str:
@@ -47,7 +61,8 @@ def _quiet_loading() -> None:
 @cli_command(ChatOptions)
 def chat(
     given: dict,
-    model: str = typer.Argument(..., help=MODEL_HELP),
+    model: str = MODEL_ARGUMENT,
+    model_option: str = MODEL_OPTION,
     compare: str = typer.Option(None, "--compare", help="A second model: both answer, side by side."),
     prompt: str = typer.Option(None, "--prompt", help="Answer this once and exit (for scripts)."),
     system: str = typer.Option(None, "--system", help="System message (also /system in the chat)."),
@@ -56,7 +71,7 @@ def chat(
     from langshift.chat import Sampling, Session, load_bot
 
     o = ChatOptions.parse(given, source="command line")
-    names = [_model_arg(model)] + ([_model_arg(compare, "--compare")] if compare else [])
+    names = [_model_arg(one_model(model, model_option))] + ([_model_arg(compare, "--compare")] if compare else [])
     _quiet_loading()
     bots = [load_bot(m, gguf_file=o.gguf_file if i == 0 else None, system=system) for i, m in enumerate(names)]
     if len(bots) == 2 and bots[0].name == bots[1].name:
@@ -71,7 +86,8 @@ def chat(
 
 
 def export(
-    model: str = typer.Argument(..., help=MODEL_HELP),
+    model: str = MODEL_ARGUMENT,
+    model_option: str = MODEL_OPTION,
     gguf: Path = typer.Option(..., "--gguf", help="The GGUF file to write."),
     type_: str = typer.Option("f16", "--type", help="f16 (exact weights in half precision) or q8_0 (8-bit)."),
     gguf_file: str = typer.Option(None, "--gguf-file", help="GGUF file inside a hub repo or directory."),
@@ -86,7 +102,7 @@ def export(
     if type_ not in OUT_TYPES:
         raise ValueError(f"--type must be one of {', '.join(OUT_TYPES)}, got {type_!r}")
     check_output_file(gguf, "--gguf")
-    model = _model_arg(model)
+    model = _model_arg(one_model(model, model_option))
     _quiet_loading()
     loaded = models.load(model, gguf_file, dtype="float32")
     arch_of(loaded[0])  # an unsupported architecture is said before any file is touched
@@ -124,14 +140,16 @@ def _card_meta(model: str) -> dict:
 
 
 def push(
-    model_dir: str = typer.Argument(..., help="A training output (or a `langshift run` output dir: its best CLO model)."),
+    model_dir: str = typer.Argument(None, help="A training output (or a `langshift run` output dir: its best CLO model). "
+                                    "Or give it as --model.", show_default=False),
+    model_option: str = MODEL_OPTION,
     repo: str = typer.Option(..., "--repo", help="Hub repository, OWNER/NAME (created if missing)."),
     private: bool = typer.Option(False, "--private", help="Create the repository private."),
 ) -> None:
     """Upload a trained model with its model card (README.md) to the Hugging Face Hub."""
     from langshift.export.hub import plan_upload, upload
 
-    plan = plan_upload(_model_arg(model_dir), repo, private=private)
+    plan = plan_upload(_model_arg(one_model(model_dir, model_option)), repo, private=private)
     typer.echo(f"uploading {len(plan.files)} files from {plan.folder} to {plan.repo_id}: {', '.join(plan.files)}")
     try:
         url = upload(plan)
