@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from langshift.chat import Bot, Sampling, Session, Stream, held_back, render
 
@@ -20,31 +19,6 @@ def llama(tiny_llama):
     from langshift.models import load
 
     return load(tiny_llama, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def chatty(tiny_llama, tmp_path_factory) -> Path:
-    """The tiny Llama with an untied LM head that never ends a reply and always says something visible:
-    every row but those of all-letter tokens is zero (logit 0: special tokens, EOS included,
-    whitespace, punctuation, partial characters), and the letter rows are scaled up so that the best
-    of them is tens of nats above 0. Its context is stretched (rope needs no table) so that a reply
-    can run on until Ctrl-C."""
-    from langshift.models import load
-
-    model, tok = load(tiny_llama, dtype="float32")
-    head = model.get_input_embeddings().weight.detach().clone() * 50
-    letters = [i for i in range(len(tok)) if (t := tok.decode([i])).isascii() and t.strip().isalpha()]
-    keep = torch.zeros(head.shape[0], dtype=torch.bool)
-    keep[letters] = True
-    head[~keep] = 0
-    model.config.tie_word_embeddings = False
-    model.config.max_position_embeddings = 1_000_000
-    model.lm_head = torch.nn.Linear(head.shape[1], head.shape[0], bias=False)
-    model.lm_head.weight = torch.nn.Parameter(head)
-    out = tmp_path_factory.mktemp("chatty")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ prompt

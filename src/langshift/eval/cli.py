@@ -24,12 +24,17 @@ from langshift.options import Options, cli_command, subset
 app = typer.Typer(cls=ErrorBoundary, no_args_is_help=True, add_completion=False, help=__doc__)
 
 ON_ONE_MODEL = ("model", "gguf_file", "lang", "out", "limit", "batch_size", "dtype", "device")
-BelebeleOptions = subset(EvalConfig, "BelebeleOptions", (*ON_ONE_MODEL, "belebele"))
+ONE_LANGUAGE = {"lang": "Target language (one; `eval run` takes several).", "limit": "Items (default: all)."}
+BelebeleOptions = subset(EvalConfig, "BelebeleOptions", (*ON_ONE_MODEL, "belebele"),
+                         help={**ONE_LANGUAGE, "batch_size": "Questions per forward pass."})
 MmmluOptions = subset(EvalConfig, "MmmluOptions", (*ON_ONE_MODEL, "mmmlu", "mmmlu_sample", "seed", "mmmlu_max_new_tokens",
-                                                   "mmmlu_retries", "temperature", "top_p"))
+                                                   "mmmlu_retries", "temperature", "top_p"),
+                      help={**ONE_LANGUAGE, "batch_size": "Questions per forward pass."})
 GenerateOptions = subset(EvalConfig, "GenerateOptions", ("model", "gguf_file", "limit", "batch_size", "dtype", "device",
                                                          "max_new_tokens", "temperature", "top_p", "seed",
-                                                         "generation_backend"))
+                                                         "generation_backend"), help={
+    "limit": "Only the first N prompts.", "batch_size": "Prompts per forward pass.", "seed": "Seed of sampling.",
+    "max_new_tokens": "Longest response, in tokens."})
 
 
 def save_results(out: Path, task: str, lang: str, model: str, result: dict) -> Path:
@@ -139,7 +144,7 @@ class FidelityOptions(Options):
     responses: Path = Field(description='JSONL of {"prompt", "response"} lines (an "id" is optional).')
     lang: LangCode = Field(description="The language the responses should be in.")
     out: Path = Field(description="Output directory: results.json, fidelity.<lang>.jsonl.")
-    candidates: list[LangCode] | None = Field(None, min_length=1, description="Languages to choose among (default: all seven).")
+    candidates: list[LangCode] | None = Field(None, min_length=1, description="Languages to choose among (default: every language langshift knows).")
     backend: Literal[BACKENDS] = Field("lingua", description="Language identifier.")  # type: ignore[valid-type]
 
 
