@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.records < 2 * MICRO:  # the first step includes compilation; a steady step needs a second one
+        ap.error(f"--records must be at least {2 * MICRO} (two micro-batches of {MICRO})")
     if a.threads:
         import torch
 

@@ -106,7 +106,8 @@ def main() -> None:
         t = time.perf_counter()
         theirs = lm_eval_belebele(model, tok, data, batch_size=args.batch_size)
         t_theirs.append(time.perf_counter() - t)
-    accuracies = {ours["accuracy"], theirs["accuracy"]}
+    acc_ours = ours["metrics"]["accuracy"]["value"]  # the tasks' shared result shape (eval/tasks.py)
+    accuracies = {acc_ours, theirs["accuracy"]}
     extra = {}
     if args.lm_eval_bs1:
         t = time.perf_counter()
@@ -129,7 +130,7 @@ def main() -> None:
         "lm_eval_seconds": [round(x, 2) for x in t_theirs],
         "ours_items_per_s": round(n / min(t_ours), 3), "lm_eval_items_per_s": round(n / min(t_theirs), 3),
         "speedup_vs_lm_eval": round(min(t_theirs) / min(t_ours), 3), **extra,
-        "accuracy_ours": ours["accuracy"], "accuracy_lm_eval": theirs["accuracy"], "max_abs_loglik_diff": max_diff,
+        "accuracy_ours": acc_ours, "accuracy_lm_eval": theirs["accuracy"], "max_abs_loglik_diff": max_diff,
     }  # fmt: skip
     print(json.dumps(result))
     if len(accuracies) != 1:
