@@ -236,18 +236,13 @@ def lengthen(records, factor: int):
 
 
 def _training_args(cfg, out: Path, per_device_units: int, grad_accum: int):
-    """The engine's own TrainingArguments, without evaluation and checkpoints (not part of a step)."""
-    from langshift.train.recipe import _training_args
+    """The engine's own training arguments (CLOConfig), without evaluation and checkpoints (not part of a step)."""
+    from langshift.train.clo_config import from_train_config
 
-    args = _training_args(cfg, cfg.method, out, per_device_units, grad_accum, cfg.max_steps)
-    return dataclasses.replace(
-        args,
-        eval_strategy="no",
-        save_strategy="no",
-        load_best_model_at_end=False,
-        logging_steps=1,
-        disable_tqdm=True,
-    )
+    return from_train_config(cfg, output_dir=str(out / "checkpoints"), per_device_train_batch_size=per_device_units,
+                             per_device_eval_batch_size=per_device_units, gradient_accumulation_steps=grad_accum,
+                             eval_strategy="no", save_strategy="no", load_best_model_at_end=False, logging_steps=1,
+                             disable_tqdm=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,13 +302,13 @@ def run_ours(plan: dict) -> dict:
     from langshift import models
     from langshift.fingerprints import weights_fingerprint
     from langshift.records import load_records
-    from langshift.train.config import TrainConfig
+    from langshift.train.clo_trainer import forward_tokens_per_record, micro_batching
+    from langshift.train.config import TrainConfig, on_device
     from langshift.train.encode import Encoder
     from langshift.train.layout import forward_tokens, layout
     from langshift.train.logps import check_layout, install_logps_forward, plan_layout
     from langshift.train.objectives import METHODS, Hyper
     from langshift.train.params import select_trainable
-    from langshift.train.recipe import forward_tokens_per_record, micro_batching
     from langshift.train.reference import ReferenceCache, reference_logps
     from langshift.train.trainer import (
         LangshiftTrainer,
@@ -343,7 +338,7 @@ def run_ours(plan: dict) -> dict:
 
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    bin_tokens = cfg.on_device("bin_tokens", "gpu" if device == "cuda" else "cpu")
+    bin_tokens = on_device(cfg, "bin_tokens", "gpu" if device == "cuda" else "cpu")
     layout_plan = check_layout(model, plan_layout(model, bin_tokens, check=False))  # as the recipe does
     if not v.share:
         layout_plan = dataclasses.replace(layout_plan, share=False)

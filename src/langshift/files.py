@@ -38,10 +38,10 @@ class InputError(ValueError):
         super().__init__(f"{where}: {what}{message}")
 
 
-
 def cache_dir() -> Path:
     """langshift's own cache (converted models, the reference cache, CTranslate2 models, wheels)."""
     return Path(os.environ.get("LANGSHIFT_CACHE", Path.home() / ".cache" / "langshift"))
+
 
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     """`path` (given by option `flag`) as a place to write a directory of outputs: refused at once, before

@@ -134,6 +134,86 @@ def load_records(source: str | os.PathLike, lang: str | Collection[str] | None =
     return _rows_from_dataset(datasets.load_dataset(str(source), split=split), f"{source}[{split}]", lang)
 
 
+# `columns="trl"`: TRL's conversational prompt/completion form, one pair of columns per language.
+TRL_COLUMNS = {"en_prompt": "prompt_en", "en_response": "completion_en", "tgt_prompt": "prompt_{lang}",
+               "tgt_response": "completion_{lang}"}
+
+
+def records_from(data, lang: str | Collection[str] | None = None, columns: dict | str | None = None, *,
+                 split: str = "train", name: str | None = None) -> list[Record]:
+    """Records from what a Python user has, checked as `langshift train` checks a file.
+
+    `data`: a list of `Record`s or of dicts, a `datasets.Dataset` (a DatasetDict: its `split`), a records
+    JSONL, a `save_to_disk` directory or a hub dataset id. `lang`: the target language every record must
+    have, also filled in where a row has no `lang` column. `columns` maps a record field to the column
+    that holds it, e.g. {"en_prompt": "question", "tgt_prompt": "swali"}; "trl" is TRL's conversational
+    form per language: prompt_en / completion_en / prompt_sw / completion_sw, each a list of messages
+    ({"role", "content"}; a prompt is its one user turn, a completion its assistant turn). A row without
+    an id gets its row number. Errors name the row as a line: `train_dataset:3: field 'tgt_prompt': empty`."""
+    if isinstance(data, (str, os.PathLike)) and columns is None:
+        return load_records(data, lang, split)
+    name = name or (str(data) if isinstance(data, (str, os.PathLike)) else "dataset")
+    if isinstance(data, (str, os.PathLike)):
+        import datasets
+
+        path = Path(data)
+        data = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(str(data), split=split)
+    if hasattr(data, "keys") and split in data and not isinstance(data, dict):  # a DatasetDict
+        data, name = data[split], f"{name}[{split}]"
+    if isinstance(data, list) and data and all(isinstance(r, Record) for r in data):
+        return _check_set([(None, r) for r in data], name, lang)
+    want = wanted_languages(lang)
+    mapping = _column_map(columns, want)
+    rows = []
+    for i, row in enumerate(data, 1):
+        if not isinstance(row, dict):
+            raise InputError(name, f"expected a mapping of columns, got {type(row).__name__}", line=i)
+        rows.append((i, _from_row(_mapped(row, mapping, want, name, i), name, i)))
+    return _check_set(rows, name, lang)
+
+
+def _column_map(columns: dict | str | None, want: list[str]) -> dict[str, str]:
+    if columns is None:
+        return {}
+    if columns == "trl":
+        if len(want) != 1:
+            raise InputError("columns", "columns='trl' needs one target language: lang='sw'")
+        return {ours: theirs.format(lang=want[0]) for ours, theirs in TRL_COLUMNS.items()}
+    if not isinstance(columns, dict):
+        raise InputError("columns", f"expected a mapping of record field -> column, or 'trl', got {columns!r}")
+    unknown = set(columns) - {"id", "lang", "meta", *TEXT_FIELDS}
+    if unknown:
+        raise InputError("columns", f"not record fields: {', '.join(sorted(unknown))} (fields: id, lang, "
+                         f"{', '.join(TEXT_FIELDS)}, meta)")
+    return dict(columns)
+
+
+def _mapped(row: dict, mapping: dict[str, str], want: list[str], name: str, line: int) -> dict:
+    """One row as a record's fields: renamed columns, conversational cells as their text, id and lang filled."""
+    out = {key: row.get(column) for key, column in mapping.items()}
+    for key in ("id", "lang", "meta", *TEXT_FIELDS):
+        if key not in out and key in row:
+            out[key] = row[key]
+    for key in TEXT_FIELDS:
+        if isinstance(out.get(key), list):
+            out[key] = _message_text(out[key], "user" if key.endswith("prompt") else "assistant",
+                                     name, line, mapping.get(key, key))
+    if out.get("id") is None and "id" not in mapping:
+        out["id"] = str(line)
+    if out.get("lang") is None and "lang" not in mapping and len(want) == 1:
+        out["lang"] = want[0]
+    return out
+
+
+def _message_text(messages: list, role: str, name: str, line: int, column: str) -> str:
+    """The text of the one `role` turn of a conversational cell (TRL's prompt/completion lists)."""
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") == role]
+    if len(turns) != 1 or len(messages) != 1:
+        raise InputError(name, f"expected one {role!r} message, got roles {[m.get('role') if isinstance(m, dict) else m for m in messages]} "
+                         "(records are single-turn)", line=line, field=column)
+    return turns[0].get("content")
+
+
 def save_records(path: str | os.PathLike, records: list[Record]) -> Path:
     return write_jsonl(path, (r.to_dict() for r in records))
 

@@ -779,6 +779,11 @@ def _(d):
     return ["push", str(d / "empty"), "--repo", "me/model"], [str(d / "empty"), "config.json"]
 
 
+@case("doctor: an unknown flag")
+def _(d):
+    return ["doctor", "--jsn"], ["--jsn"]
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 

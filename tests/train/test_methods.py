@@ -103,7 +103,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, tiny_llama, records):
 
 
 def test_micro_batch_from_token_budget():
-    from langshift.train.recipe import pick_micro_batch
+    from langshift.train.clo_trainer import pick_micro_batch
 
     assert pick_micro_batch(8, 600, 4096) == 4  # 6 would fit the budget but does not divide 8
     assert pick_micro_batch(8, 600, 1300) == 2
@@ -142,13 +142,13 @@ def test_ipo_first_step_is_its_equation(tmp_path, tiny_llama, records):
 @pytest.mark.parametrize("ref", ["precompute", "on-the-fly"])
 def test_reference_free_run_builds_no_reference(tmp_path, tiny_llama, records, monkeypatch, ref):
     """simpo reads no pi_ref: no reference pass, no cache file, no frozen copy, one model loaded."""
-    from langshift.train import recipe
+    from langshift.train import clo_trainer
 
     def never(*a, **kw):
         raise AssertionError("a reference-free run touched the reference machinery")
 
     for name in ("reference_logps", "ReferenceCache", "frozen_copy", "attach_reference"):
-        monkeypatch.setattr(recipe, name, never)
+        monkeypatch.setattr(clo_trainer, name, never)
     loads = []
     real_load = models.load_model
     monkeypatch.setattr(models, "load_model", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))

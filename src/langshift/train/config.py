@@ -36,6 +36,13 @@ DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
 }
 
 
+def on_device(options, name: str, device_kind: str) -> int:
+    """Option `name` of `options` (a TrainConfig or CLOConfig) as set, else its default for
+    `device_kind` ("cpu" or "gpu": DEVICE_DEFAULTS)."""
+    value = getattr(options, name)
+    return DEVICE_DEFAULTS[device_kind][name] if value is None else value
+
+
 class TrainConfig(Options):
     method: MethodName = Field("clo", description="Training method")
     model: ModelRef = Field("smollm2", description="Hub id, local dir, .gguf file, or 'smollm2' (embedded default).")
@@ -119,11 +126,6 @@ class TrainConfig(Options):
         if value == 0 or value < -1:  # 0 would still train one step (transformers reads it as unset)
             raise ValueError("must be -1 (from epochs) or >= 1")
         return value
-
-    def on_device(self, name: str, device_kind: str) -> int:
-        """Option `name` as set, else its default for `device_kind` ("cpu" or "gpu": DEVICE_DEFAULTS)."""
-        value = getattr(self, name)
-        return DEVICE_DEFAULTS[device_kind][name] if value is None else value
 
     def check_runnable(self) -> TrainConfig:
         """What a training run needs beyond valid values."""
