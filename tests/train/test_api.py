@@ -168,7 +168,7 @@ def test_evaluate_and_compare_from_python(tmp_path, tiny_llama):
     from langshift import compare, evaluate
 
     a = evaluate(str(tiny_llama), lang="sw", tasks=["langpref", "heldout_nll"], limit=6, out=tmp_path / "a")
-    b = evaluate(str(tiny_llama), lang="sw", tasks=["langpref", "heldout_nll"], limit=6, out=tmp_path / "b")
+    evaluate(str(tiny_llama), lang="sw", tasks=["langpref", "heldout_nll"], limit=6, out=tmp_path / "b")
     assert set(a) >= {"meta", "langpref", "heldout_nll"} and set(a["langpref"]) == {"sw", "en"}
     assert json.loads((tmp_path / "a" / "results.json").read_text())["langpref"] == a["langpref"]
     rows = compare(a, tmp_path / "b", resamples=200, name_a="CLO", name_b="SFT")
