@@ -115,6 +115,9 @@ def _parse(args: list[str]) -> None:
     choice raises. A mention that leaves out a required value (`langshift run` in prose) still parses."""
     cmd, name = COMMAND, "langshift"
     while _is_group(cmd) and args:
+        if args[0].startswith("-"):  # an option of the group itself (langshift --version)
+            assert any(args[0] in p.opts for p in cmd.params), f"{name} has no option {args[0]}"
+            return
         name, args = args[0], args[1:]
         cmd = cmd.commands.get(name)
         assert cmd is not None, f"no command {name!r}"
