@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # The flags `make install` builds llama-cpp-python with on x86-64 (the Makefile's LLAMA_CMAKE_ARGS; a
@@ -82,24 +83,45 @@ def last_lines(log: str, n: int = 3) -> str:
     return " | ".join(lines[-n:])
 
 
-def call(task: str, *, timeout: float = 600, env: dict | None = None, **kwargs):
+PROGRESS = "@langshift-progress "  # a child's stderr line "@langshift-progress DONE TOTAL"
+
+
+def call(task: str, *, timeout: float = 600, env: dict | None = None, progress=None, **kwargs):
     """Run TASKS[task](**kwargs) in a child process and return its JSON answer; `NativeCrash` when the
-    child dies first (a signal, or an exit without an answer)."""
+    child dies first (a signal, or an exit without an answer). `progress(done, total)` is called for each
+    progress line the child reports (`report_progress`)."""
     if task not in TASKS:
         raise ValueError(f"unknown native task {task!r}; known: {', '.join(TASKS)}")
     with tempfile.TemporaryDirectory(prefix="langshift-native-") as tmp:
         answer = Path(tmp) / "answer.json"
         cmd = [sys.executable, "-m", "langshift.native", task, json.dumps(kwargs), str(answer)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **(env or {})})
+        log: list[str] = []
+        timer = threading.Timer(timeout, proc.kill)  # a hung child is killed, and said so below
+        timer.start()
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, **(env or {})})
-        except subprocess.TimeoutExpired as e:  # subprocess.run has killed it
-            log = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+            for line in proc.stderr:
+                if line.startswith(PROGRESS) and progress is not None:
+                    done, total = line[len(PROGRESS):].split()
+                    progress(int(done), int(total))
+                elif not line.startswith(PROGRESS):
+                    log = (log + [line])[-50:]
+            returncode = proc.wait()
+        finally:
+            timed_out = not timer.is_alive() and proc.returncode == -signal.SIGKILL
+            timer.cancel()
+        if timed_out:
             raise NativeCrash(f"llama.cpp ({task}) gave no answer in {timeout:.0f} s, was stopped and", -signal.SIGKILL,
-                              log, fix="a loaded machine or a model too large for the time given") from None
-        if done.returncode != 0 or not answer.exists():
-            raise NativeCrash(f"llama.cpp ({task}) in a child process", done.returncode, done.stderr)
+                              "".join(log), fix="a loaded machine or a model too large for the time given")
+        if returncode != 0 or not answer.exists():
+            raise NativeCrash(f"llama.cpp ({task}) in a child process", returncode, "".join(log))
         return json.loads(answer.read_text())
+
+
+def report_progress(done: int, total: int) -> None:
+    """In a child task: tell the parent how far it is (read by `call`'s `progress`)."""
+    print(f"{PROGRESS}{done} {total}", file=sys.stderr, flush=True)
 
 
 # ---- the child's side: each task imports llama_cpp itself, so a crash happens in the child ----
@@ -149,12 +171,24 @@ def _logits(model: str, ids: list[int], n_ctx: int = 256) -> list[list[float]]:
         llm.close()
 
 
-TASKS = {"system_info": _system_info, "decode_one": _decode_one, "tokenize": _tokenize, "logits": _logits}
+# A task is a function here, or "module:function" elsewhere (imported in the child only).
+TASKS = {"system_info": _system_info, "decode_one": _decode_one, "tokenize": _tokenize, "logits": _logits,
+         "generate": "langshift.eval.llamacpp:decode_batch"}
+
+
+def _task(name: str):
+    target = TASKS[name]
+    if isinstance(target, str):
+        import importlib
+
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
 
 
 def _child(argv: list[str]) -> int:
     task, kwargs, answer = argv
-    result = TASKS[task](**json.loads(kwargs))
+    result = _task(task)(**json.loads(kwargs))
     tmp = Path(answer + ".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(answer)  # the parent takes a missing answer for a crash, so never a torn one

@@ -65,8 +65,10 @@ def test_eval_generate(tiny_llama):
     assert out["max_new_tokens"] == 8
     assert out["greedy_identical"] is True  # the script exits non-zero when they differ
     for key in ("hf_generate_tok_s_bs2", "ours_tok_s_bs2", "hf_generate_tok_s_bs4", "ours_tok_s_bs4",
-                "speedup_vs_hf_generate", "speedup_at_our_batch"):
+                "speedup_vs_hf_generate", "speedup_at_our_batch", "llamacpp_f16_tok_s", "llamacpp_q8_0_tok_s",
+                "llamacpp_speedup_vs_ours"):
         assert positive(out[key]), key
+    assert 0 <= out["llamacpp_greedy_equal_share"] <= 1 and out["llamacpp_greedy_differ"] >= 0
 
 
 def test_eval_langpref(tiny_llama):

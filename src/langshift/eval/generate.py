@@ -16,7 +16,10 @@ model that shaped it (`generation_key`); a rerun reuses only rows with its own k
 others again, so a run with corrected settings never keeps answers made with the wrong ones.
 
 `backend="vllm"` sends the same token ids to vLLM (`model` is then a model path or a `vllm.LLM`);
-it is the path for real models at scale and needs `pip install vllm` and a GPU.
+it is the path for real models at scale and needs `pip install vllm` and a GPU. `backend="llamacpp"`
+sends them to llama.cpp on the CPU (`eval/llamacpp.py`: an f16 GGUF of the model, continuous batching
+in a child process); a model whose architecture the GGUF export does not know is generated with torch,
+said once. `backend="auto"` is llamacpp on a machine without CUDA, else hf.
 """
 
 from __future__ import annotations
@@ -71,11 +74,12 @@ def generate_responses(
     together from the batch's one prefill: k times the rows in the decode loop, one pass over the prompt.
     """
     out_path = Path(out_path)
+    backend = resolve_backend(backend)
     _check_prompts(prompts)
     _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
                     samples=samples, retries=retries)
-    if (accept is not None or backend != "hf") and samples > 1:
-        raise ValueError("samples > 1 runs on the 'hf' backend, without regenerations")
+    if (accept is not None or backend not in ("hf", "llamacpp")) and samples > 1:
+        raise ValueError("samples > 1 runs on the 'hf' and 'llamacpp' backends, without regenerations")
     if accept is not None and backend != "hf":
         raise ValueError("regenerations (accept=...) run on the 'hf' backend only")
     key = generation_key(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
@@ -100,9 +104,19 @@ def generate_responses(
             done.update(_generate_hf(*args, accept=accept, retries=retries, samples=samples))
         elif backend == "vllm":
             done.update(_generate_vllm(*args))
+        elif backend == "llamacpp":
+            done.update(_generate_llamacpp(*args, samples=samples))
         else:
-            raise ValueError(f"unknown generation backend {backend!r}; use 'hf' or 'vllm'")
+            raise ValueError(f"unknown generation backend {backend!r}; use 'hf', 'llamacpp', 'vllm' or 'auto'")
     return [done[(p["id"], s)] for p in prompts for s in range(samples)]
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' -> 'llamacpp' on a machine without CUDA (llama.cpp's CPU kernels; bench/eval_generate.py),
+    'hf' with CUDA (vLLM is asked for by name); any other name as given."""
+    if backend != "auto":
+        return backend
+    return "hf" if torch.cuda.is_available() else "llamacpp"
 
 
 # ------------------------------------------------------------------------------------ bookkeeping
@@ -243,6 +257,39 @@ def _generate_hf(
                 append_jsonl(out_path, row)
                 rows[(row["id"], s)] = row
             bar.update(len(batch))
+    return rows
+
+
+# ---------------------------------------------------------------------------------- llama.cpp path
+
+
+def _generate_llamacpp(
+    model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size, system, key, samples=1,
+):
+    """Every prompt (k samples each) through llama.cpp in one child process; rows are written when it
+    returns (a killed run generates them again: the child holds them until then)."""
+    from langshift.eval.llamacpp import generate_ids, gguf_for
+
+    gguf = gguf_for(model, tokenizer)
+    if gguf is None:  # an architecture the export does not know: torch, said once by gguf_for
+        return _generate_hf(model, tokenizer, todo, out_path, max_new_tokens, temperature, top_p, seed, batch_size,
+                            system, key, samples=samples)
+    fmt = chat_format(tokenizer, system)
+    ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
+    jobs = [(i, s) for i in range(len(todo)) for s in range(samples)]
+    seeds = [int(stable_hash(seed, todo[i]["id"], s), 16) % 2**63 for i, s in jobs]
+    with progress_bar(total=len(jobs), desc="generate (llama.cpp)", unit="response") as bar:
+        new = generate_ids(gguf, [ids[i] for i, _ in jobs], seeds, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, stop_ids=_stop_ids(model, tokenizer, fmt.end),
+                           progress=lambda done, total: bar.update(done - bar.n))
+    rows = {}
+    for (i, s), tokens in zip(jobs, new, strict=True):
+        row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"],
+               "response": _cut(tokenizer.decode(tokens, skip_special_tokens=True), fmt.end), "settings": key}
+        if samples > 1:
+            row["sample"] = s
+        append_jsonl(out_path, row)
+        rows[(row["id"], s)] = row
     return rows
 
 

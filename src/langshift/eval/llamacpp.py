@@ -1,0 +1,176 @@
+"""llama.cpp as the CPU's generation backend (`eval.generation_backend: llamacpp`), vLLM's place on a GPU.
+
+The model under evaluation is exported once to an f16 GGUF, cached under its weights' fingerprint, and
+llama.cpp decodes every prompt in one child process (`langshift.native`: a crash is a named error, never
+a dead evaluation) with continuous batching: up to `parallel` sequences share each decode call, and a
+finished sequence's slot takes the next prompt at once. The parent hands over token ids it encoded
+itself, with the chat format, stop ids and per-prompt seeds of the torch path, and decodes the returned
+ids with the same tokenizer, so prompts, turn ends and cut-offs are the torch path's by construction.
+
+Sampling is `eval/decode.py`'s rule on llama.cpp's logits: logits / temperature, then the nucleus
+(keep the descending-sorted token j iff the mass before it is < top_p) drawn from each row's top 256
+candidates, the whole vocabulary only when those hold less than top_p; argmax at temperature 0. Each
+response has its own generator seeded from (seed, id, sample): the same distribution as the torch path,
+not its random stream. Greedy replies equal the torch path's up to f16 rounding (near-ties can flip).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from pathlib import Path
+
+log = logging.getLogger("langshift")
+
+CANDIDATES = 256  # top-k candidates a nucleus is drawn from before the whole vocabulary is sorted
+# Sequences per decode call: a small model's CPU decode step is weight-bandwidth bound, so more rows
+# cost little more per step (bench/eval_generate.py measures it).
+PARALLEL = 16
+
+
+def gguf_for(model, tokenizer) -> Path | None:
+    """The cached f16 GGUF of a loaded model (exported on first use, keyed by its weights' fingerprint),
+    or None when the export does not support its architecture (the caller falls back to torch)."""
+    from langshift.export.gguf import UnsupportedModelError, arch_of, export_gguf
+    from langshift.files import cache_dir, file_lock
+    from langshift.fingerprints import weights_fingerprint
+
+    try:
+        arch_of(model)
+    except UnsupportedModelError as e:
+        log.warning("llama.cpp generation: %s; generating with torch instead", e)
+        return None
+    out = cache_dir() / "gguf" / f"{weights_fingerprint(model)[:24]}.f16.gguf"
+    if not out.is_file():
+        with file_lock(out.parent / f".{out.name}.lock"):  # parallel stages: one exports, the rest wait
+            if not out.is_file():
+                export_gguf(getattr(model, "name_or_path", "model") or "model", out, "f16", loaded=(model, tokenizer))
+    return out
+
+
+def generate_ids(gguf: Path, prompts: list[list[int]], seeds: list[int], *, max_new_tokens: int, temperature: float,
+                 top_p: float, stop_ids: list[int], parallel: int = PARALLEL, threads: int | None = None,
+                 progress=None) -> list[list[int]]:
+    """New token ids for each prompt (its stop token, when one ends it, included), decoded by llama.cpp
+    in a child process."""
+    from langshift import native
+
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()  # the thread budget this process was given (a stage: one core)
+    return native.call("generate", model=str(gguf), prompts=prompts, seeds=seeds, max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, stop_ids=stop_ids, parallel=parallel, threads=threads,
+                       progress=progress, timeout=24 * 3600)
+
+
+# ---- the child's side: runs under `python -m langshift.native generate ...` ----
+
+def sample_rows(logits, rngs: list, temperature: float, top_p: float) -> list[int]:
+    """One token per row of `logits` (rows x vocabulary, float32): argmax at temperature 0, else the
+    nucleus of softmax(logits / temperature) drawn with each row's generator."""
+    import numpy as np
+
+    if temperature == 0:
+        return [int(t) for t in logits.argmax(axis=1)]
+    z = logits / temperature
+    z -= z.max(axis=1, keepdims=True)
+    probs = np.exp(z, dtype=np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)
+    k = min(CANDIDATES, probs.shape[1])
+    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    out = []
+    for row, rng in enumerate(rngs):
+        cand = top[row]
+        p = probs[row, cand]
+        if p.sum() < top_p:  # the nucleus reaches past the candidates: sort the whole row
+            cand = np.arange(probs.shape[1])
+            p = probs[row]
+        order = np.argsort(-p, kind="stable")
+        cand, p = cand[order], p[order]
+        keep = (np.cumsum(p) - p) < top_p
+        cand, p = cand[keep], p[keep]
+        out.append(int(cand[rng.choice(len(p), p=p / p.sum())]))
+    return out
+
+
+def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
+                 top_p: float, stop_ids: list[int], parallel: int = 16, threads: int = 1) -> list[list[int]]:
+    """Continuous batching over llama.cpp's C API: each decode call carries one new token of every active
+    sequence plus the whole prompts of sequences that start in it; only the positions that are sampled
+    from compute logits."""
+    import llama_cpp as L
+    import numpy as np
+
+    from langshift.native import report_progress
+
+    L.llama_backend_init()
+    llm = L.llama_model_load_from_file(model.encode(), L.llama_model_default_params())
+    if not llm:
+        raise RuntimeError(f"llama.cpp could not load {model}")
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(llm))
+    parallel = max(1, min(parallel, len(prompts)))
+    longest = max(len(p) for p in prompts)
+    n_batch = max(512, longest + parallel)
+    params = L.llama_context_default_params()
+    params.n_ctx = parallel * (longest + max_new_tokens + 1)
+    params.n_batch = params.n_ubatch = n_batch
+    params.n_seq_max = parallel
+    params.n_threads = params.n_threads_batch = threads
+    params.kv_unified = True  # one cache for all slots (measured: 1.3-1.6x the tokens/s of a cache per slot here)
+    params.no_perf = True
+    ctx = L.llama_init_from_model(llm, params)
+    if not ctx:
+        raise RuntimeError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {model}")
+    memory = L.llama_get_memory(ctx)
+    batch = L.llama_batch_init(n_batch, 0, 1)
+    stops = set(stop_ids)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    results: list[list[int] | None] = [None] * len(prompts)
+    queue, free = deque(range(len(prompts))), list(range(parallel - 1, -1, -1))
+    active: dict[int, dict] = {}  # slot -> {"i": prompt index, "pos": next position, "out": tokens, "next": token}
+    finished = 0
+
+    def add(token: int, pos: int, slot: int, wants_logits: bool) -> None:
+        n = batch.n_tokens
+        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+        batch.seq_id[n][0] = slot
+        batch.logits[n] = wants_logits
+        batch.n_tokens = n + 1
+
+    try:
+        while queue or active:
+            batch.n_tokens = 0
+            sampled = []  # slots in the order their logits come back
+            for slot, state in active.items():
+                add(state["next"], state["pos"], slot, True)
+                state["pos"] += 1
+                sampled.append(slot)
+            while queue and free and batch.n_tokens + len(prompts[queue[0]]) <= n_batch:
+                i, slot = queue.popleft(), free.pop()
+                for pos, token in enumerate(prompts[i]):
+                    add(token, pos, slot, pos == len(prompts[i]) - 1)
+                active[slot] = {"i": i, "pos": len(prompts[i]), "out": []}
+                sampled.append(slot)
+            code = L.llama_decode(ctx, batch)
+            if code != 0:
+                raise RuntimeError(f"llama_decode returned {code} (context {params.n_ctx} tokens, batch {n_batch})")
+            logits = np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(len(sampled), n_vocab))
+            tokens = sample_rows(logits, [rngs[active[s]["i"]] for s in sampled], temperature, top_p)
+            for slot, token in zip(sampled, tokens, strict=True):
+                state = active[slot]
+                state["out"].append(token)
+                if token in stops or len(state["out"]) >= max_new_tokens:
+                    results[state["i"]] = state["out"]
+                    del active[slot]
+                    L.llama_memory_seq_rm(memory, slot, -1, -1)
+                    free.append(slot)
+                    finished += 1
+                    report_progress(finished, len(prompts))
+                else:
+                    state["next"] = token
+    finally:
+        L.llama_batch_free(batch)
+        L.llama_free(ctx)
+        L.llama_model_free(llm)
+    return results
