@@ -203,18 +203,17 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
             changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v)
             raise ValueError(f"{path} was generated with other settings ({changed}); use a new output directory")
     write_json(sidecar, settings)
-    from langshift.eval.generate import generate_responses, generation_key, resolve_backend
+    from langshift.eval.generate import generate_responses, generation_key
 
-    backend = resolve_backend(cfg.generation_backend)  # 'auto' keys its rows by what it chose
     key = generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                         seed=cfg.seed, system=system, backend=backend, samples=cfg.samples)
+                         seed=cfg.seed, system=system, backend=cfg.generation_backend, samples=cfg.samples)
     rows = _complete(path, prompts, cfg.samples, key)
     if rows is None:
         t0 = time.time()
         model, tokenizer = ctx.model.get()
         rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-                                  batch_size=cfg.batch_size, system=system, backend=backend,
+                                  batch_size=cfg.batch_size, system=system, backend=cfg.generation_backend,
                                   samples=cfg.samples)
         meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
     return rows
