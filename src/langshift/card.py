@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from langshift.files import InputError, atomic_write_text
+from langshift.model_ref import GEMMA_TERMS
 
 TAGS = ("langshift", "cross-lingual-optimization")
 
@@ -32,6 +33,7 @@ KNOWN_BASES = {
     "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
     "embedded": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
     "default": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+    "gemma3-270m": ("google/gemma-3-270m", "gemma"),
 }
 
 METHOD_TEXT = {
@@ -308,6 +310,8 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
         f"from {source}; data hash `{record.get('data_hash', '?')}` |",
         f"| Translator | {translator or 'not recorded'} |",
     ]
+    if last.get("chat_format"):
+        lines.append(f"| Chat format | {last['chat_format']} |")
     if share:
         lines.append(f"| Trainable parameters | {share.get('trainable', 0):,} of {share.get('total', 0):,} "
                      f"({100 * share.get('share', 0):.2f}%, {cfg.get('trainable', '?')}) |")
@@ -317,6 +321,8 @@ def render_model_card(record: dict, eval_rows: list[dict] | None, *, name: str |
         f"| Versions | {', '.join(f'{k} {v}' for k, v in (record.get('versions') or {}).items())} |",
         "",
     ]
+    if license_ == "gemma":
+        lines += ["## Terms", "", GEMMA_TERMS, ""]
     if rows:
         lines += ["## Evaluation", "", eval_table(rows, langs or ["en"]), "",
                   "Values are percentages with one standard error; n is the number of items.", ""]

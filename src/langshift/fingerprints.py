@@ -15,7 +15,7 @@ import hashlib
 from pathlib import Path
 
 from langshift.files import stable_hash
-from langshift.model_ref import EMBEDDED as EMBEDDED_NAMES
+from langshift.model_ref import PACKAGED
 
 
 def weights_fingerprint(model) -> str:
@@ -49,7 +49,7 @@ def weight_files_fingerprint(model: str, gguf_file: str | None = None) -> str:
     """Resolved path plus (name, size, mtime) of every file that defines the model (`_model_files`); the
     name alone for a hub id."""
     p = Path(model)
-    if model.lower() in EMBEDDED_NAMES or not p.exists():
+    if model.lower() in PACKAGED or not p.exists():
         return stable_hash(model, gguf_file)
     files = [p] if p.is_file() else _model_files(p)
     stats = [(str(q.relative_to(p) if p.is_dir() else q.name), q.stat().st_size, q.stat().st_mtime_ns)

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 
 from langshift.files import cache_dir
-from langshift.model_ref import EMBEDDED, embedded_gguf
+from langshift.model_ref import PACKAGED, packaged_gguf
 
 # Used when a tokenizer has no chat template (base models, our tiny test tokenizers).
 PLAIN_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -33,10 +33,11 @@ class ModelSpec:
         return f"{self.path}/{self.gguf_file}" if self.gguf_file else self.path
 
 
-def embedded_model_dir() -> Path:
-    """The embedded GGUF converted once to an ordinary safetensors directory (GGUF dequantization and
-    tokenizer conversion take tens of seconds; every later load takes one or two)."""
-    gguf = embedded_gguf()
+def packaged_model_dir(name: str) -> Path:
+    """A packaged model's GGUF (`model_ref.packaged_gguf`) converted once to an ordinary safetensors
+    directory (GGUF dequantization and tokenizer conversion take tens of seconds; every later load
+    takes one or two)."""
+    gguf = packaged_gguf(name)
     out = cache_dir() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
     if not (out / "config.json").is_file():
         from langshift.files import atomic_dir, file_lock
@@ -51,8 +52,8 @@ def embedded_model_dir() -> Path:
 
 def resolve_model(model: str | os.PathLike, gguf_file: str | None = None) -> ModelSpec:
     model = str(model)
-    if model.lower() in EMBEDDED:
-        return ModelSpec(str(embedded_model_dir()))
+    if model.lower() in PACKAGED:
+        return ModelSpec(str(packaged_model_dir(model)))
     if model.endswith(".gguf") and Path(model).is_file():
         return ModelSpec(str(Path(model).parent), Path(model).name)
     return ModelSpec(model, gguf_file)
@@ -203,18 +204,34 @@ def save(model, tokenizer, out_dir: str | os.PathLike) -> Path:
 _SENTINEL = "\u2063LANGSHIFT_RESPONSE\u2063"
 
 
+# A base model's family turn format, for a tokenizer without a chat template whose vocabulary holds
+# the family's own turn tokens (family -> (those tokens, the Jinja template)). Gemma's is the one its
+# instruction-tuned models ship: roles user/model, a system message leads the first user turn.
+FAMILY_TURNS = {
+    "gemma": (("<start_of_turn>", "<end_of_turn>"), (
+        "{{ bos_token }}{% set ns = namespace(system='') %}"
+        "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}"
+        "{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+        "{% if m['role'] == 'user' %}{{ ns.system }}{% set ns.system = '' %}{% endif %}"
+        "{{ m['content'] | trim }}<end_of_turn>\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")),
+}
+
+
 @dataclass(frozen=True)
 class ChatFormat:
     """How one user turn and its reply become text: `prefix(prompt) + response + end`."""
 
-    template: str | None  # tokenizer chat template, or None for PLAIN_PROMPT
+    template: str | None  # a chat template (the tokenizer's, or its family's), or None for PLAIN_PROMPT
     end: str  # text that closes the assistant turn (e.g. "<|im_end|>"), always ends with an EOS-like token
     system: str | None = None
+    source: str = "the tokenizer's chat template"  # what chose the template: recorded in config.yaml and cards
 
     def prompt_text(self, tokenizer, prompt: str) -> str:
         if self.template is None:
             return PLAIN_PROMPT.format(prompt=prompt)
-        return tokenizer.apply_chat_template(self._messages(prompt), tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(self._messages(prompt), chat_template=self.template, tokenize=False,
+                                             add_generation_prompt=True)
 
     def _messages(self, prompt: str, response: str | None = None) -> list[dict]:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
@@ -225,14 +242,28 @@ class ChatFormat:
 
 
 def chat_format(tokenizer, system: str | None = None) -> ChatFormat:
-    """Derive the turn-closing text from the template itself, so any template works."""
-    template = getattr(tokenizer, "chat_template", None)
+    """The model's own chat template; without one, its family's turn format when the vocabulary holds
+    that family's turn tokens (`FAMILY_TURNS`); else the plain instruction format. The turn-closing
+    text is derived from the template itself, so any template works."""
+    template, source = getattr(tokenizer, "chat_template", None), "the tokenizer's chat template"
     if not template:
-        return ChatFormat(None, tokenizer.eos_token or "", system)
-    fmt = ChatFormat(template, "", system)
-    full = tokenizer.apply_chat_template(fmt._messages("x", _SENTINEL), tokenize=False)
+        family = base_family(tokenizer)
+        if family is None:
+            return ChatFormat(None, tokenizer.eos_token or "", system, source="the plain instruction format")
+        template, source = FAMILY_TURNS[family][1], f"the {family} turn format (a base model: no chat template)"
+    fmt = ChatFormat(template, "", system, source)
+    full = tokenizer.apply_chat_template(fmt._messages("x", _SENTINEL), chat_template=template, tokenize=False)
     end = full[full.index(_SENTINEL) + len(_SENTINEL):].rstrip()
-    return ChatFormat(template, end or (tokenizer.eos_token or ""), system)
+    return ChatFormat(template, end or (tokenizer.eos_token or ""), system, source)
+
+
+def base_family(tokenizer) -> str | None:
+    """The family whose turn tokens a template-less tokenizer holds (each one a single special token)."""
+    vocab = tokenizer.get_vocab()
+    for family, (tokens, _) in FAMILY_TURNS.items():
+        if all(t in vocab for t in tokens):
+            return family
+    return None
 
 
 def needs_bos(tokenizer, text: str) -> bool:

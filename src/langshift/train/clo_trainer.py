@@ -165,7 +165,12 @@ class CLOTrainer(LangshiftTrainer):
         else:
             empty = isinstance(eval_dataset, (list, tuple)) and not eval_dataset
             val_records = [] if empty else records_from(eval_dataset, lang=lang, name="eval_dataset")
-        encoder = Encoder(processing_class, models.chat_format(processing_class), args.max_length)
+        fmt = models.chat_format(processing_class)
+        if fmt.template and not getattr(processing_class, "chat_template", None):
+            # a base model's family turn format becomes its tokenizer's template, so the saved model, its
+            # chat and its GGUF export ask it the way it was trained
+            processing_class.chat_template = fmt.template
+        encoder = Encoder(processing_class, fmt, args.max_length)
         train_units = build_units(train_records, encoder, method, args.cl_negatives)
         val_units = build_units(val_records, encoder, method, args.cl_negatives)
 
@@ -227,7 +232,7 @@ class CLOTrainer(LangshiftTrainer):
             "processes": world, "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
             "layout": {"share_prompts": plan.share, "bin_tokens": plan.bin_tokens, "mask": plan.mask,
                        **({"fallback": plan.why} if plan.why else {})},
-            "trainable": share, "truncation": encoder.report.as_dict(),
+            "trainable": share, "truncation": encoder.report.as_dict(), "chat_format": fmt.source,
             "languages": {"train": language_counts(train_records, method, args.cl_negatives),
                           "validation": language_counts(val_records, method, args.cl_negatives)},
         }
