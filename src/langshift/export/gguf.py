@@ -4,7 +4,7 @@
     export_gguf("runs/clo-sw", "clo-sw.q8_0.gguf", "q8_0")   # 8-bit
 
 The model comes from anything `langshift.models.load` takes (a training output, a LoRA adapter
-directory -- merged first --, a hub id, a `.gguf`, `smollm2`). What a loadable file needs was read from
+directory -- merged first --, a hub id, a `.gguf`, `smollm2`, `gemma3-270m`). What a loadable file needs was read from
 llama.cpp's `convert_hf_to_gguf.py`; names and keys come from the `gguf` package's own tables:
 
   * hyper-parameters under `<arch>.*` (context length, widths, heads, RMS epsilon, rope base/scaling);
@@ -43,6 +43,10 @@ from langshift.files import InputError
 class Arch:
     gguf_arch: object  # gguf.MODEL_ARCH member
     interleave_qk: bool  # llama.cpp's `llama` rope: Q/K rows reordered (see interleave_rope_rows)
+    # Gemma's RMSNorm scales by (1 + w); llama.cpp's by w: its converter writes w + 1 (and transformers'
+    # GGUF loader subtracts the 1 again)
+    norm_offset: float = 0.0
+    sliding_window: bool = False  # write `<arch>.attention.sliding_window` (Gemma 3's local layers)
 
 
 def _archs() -> dict[str, Arch]:
@@ -53,6 +57,9 @@ def _archs() -> dict[str, Arch]:
         "LlamaForCausalLM": llama,  # Llama 2/3, SmolLM2
         "MistralForCausalLM": llama,  # llama.cpp runs Mistral as `llama`
         "Qwen2ForCausalLM": Arch(gguf.MODEL_ARCH.QWEN2, interleave_qk=False),
+        # Gemma 3 (text): "neox" rope in llama.cpp (rows as they are), sqrt(hidden) embedding scale applied
+        # by llama.cpp itself, local layers' rope base 10,000 fixed there, global base from rope.freq_base
+        "Gemma3ForCausalLM": Arch(gguf.MODEL_ARCH.GEMMA3, interleave_qk=False, norm_offset=1.0, sliding_window=True),
     }
 
 
@@ -86,8 +93,14 @@ def interleave_rope_rows(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 def _rope(config) -> dict:
     """Rope settings as one dict (`rope_type`, `rope_theta`, scaling fields), for transformers 5's
-    `rope_parameters` as for the older `rope_theta` + `rope_scaling`."""
+    `rope_parameters` as for the older `rope_theta` + `rope_scaling`. Per layer type (Gemma 3: global
+    and sliding layers), the global layers' (GGUF's rope.freq_base)."""
     params = dict(getattr(config, "rope_parameters", None) or {})
+    if "full_attention" in params:
+        local = params.get("sliding_attention") or {}
+        if float(local.get("rope_theta", 10000.0)) != 10000.0:  # llama.cpp fixes the local base at 10,000
+            raise UnsupportedModelError(f"sliding layers' rope base {local['rope_theta']} (llama.cpp uses 10000)")
+        params = dict(params["full_attention"])
     if not params:
         params = dict(getattr(config, "rope_scaling", None) or {})
         params.setdefault("rope_theta", getattr(config, "rope_theta", 10000.0))
@@ -165,6 +178,7 @@ class Tensor:
     name: str
     source: torch.Tensor
     rope_heads: int | None = None  # Q/K of the `llama` architecture: reorder rows for this many heads
+    offset: float = 0.0  # added to every value (Gemma's norms: Arch.norm_offset)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -172,7 +186,8 @@ class Tensor:
 
     def values(self) -> torch.Tensor:
         t = self.source.detach().to(device="cpu", dtype=torch.float32)
-        return interleave_rope_rows(t, self.rope_heads) if self.rope_heads else t
+        t = interleave_rope_rows(t, self.rope_heads) if self.rope_heads else t
+        return t + self.offset if self.offset else t
 
 
 def ggml_type(shape: tuple[int, ...], out_type: str) -> str:
@@ -228,15 +243,21 @@ def gguf_tensors(model, arch: Arch) -> list[Tensor]:
             heads = n_heads
         elif arch.interleave_qk and ".self_attn.k_proj." in hf_name:
             heads = n_kv
-        out.append(Tensor(name, tensor, heads))
+        offset = arch.norm_offset if hf_name.endswith("norm.weight") else 0.0
+        out.append(Tensor(name, tensor, heads, offset))
     return out
 
 
 # ------------------------------------------------------------------------------------------- export
 
 
-def write_hparams(writer, config, file_type) -> dict[str, np.ndarray]:
+def write_hparams(writer, config, file_type, arch: Arch) -> dict[str, np.ndarray]:
     """The architecture's hyper-parameters; returns extra tensors the rope scaling needs."""
+    for cap in ("final_logit_softcapping", "attn_logit_softcapping"):
+        if getattr(config, cap, None):
+            raise UnsupportedModelError(f"{cap} has no GGUF export here")
+    if arch.sliding_window:
+        writer.add_sliding_window(config.sliding_window)
     n_heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     writer.add_context_length(config.max_position_embeddings)
@@ -297,7 +318,7 @@ def export_gguf(model_path: str | os.PathLike, out: str | os.PathLike, out_type:
         with tempfile.TemporaryDirectory() as work:
             writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[arch.gguf_arch])
             write_general(writer, name or Path(str(model_path)).name, meta or {})
-            extra = write_hparams(writer, model.config, gguf.LlamaFileType[OUT_TYPES[out_type][0]])
+            extra = write_hparams(writer, model.config, gguf.LlamaFileType[OUT_TYPES[out_type][0]], arch)
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
             write_vocab(writer, tokenizer, model.config.vocab_size, Path(work))
             tensors = gguf_tensors(model, arch) + [Tensor(k, torch.from_numpy(v)) for k, v in extra.items()]

@@ -46,6 +46,17 @@ FAMILIES = {
         stops=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
         default_system=r"<\|start_header_id\|>system<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>",
     ),
+    # Gemma's turns (models.FAMILY_TURNS): roles user/model; a system message leads the first user turn
+    "gemma": Family(
+        marker="<start_of_turn>",
+        template=(
+            "{{- range $i, $m := .Messages }}<start_of_turn>{{ if eq $m.Role \"assistant\" }}model{{ else }}user{{ end }}\n"
+            "{{ if and (eq $i 0) $.System }}{{ $.System }}\n\n{{ end }}{{ $m.Content }}<end_of_turn>\n{{ end }}"
+            "<start_of_turn>model\n"
+        ),
+        stops=("<start_of_turn>", "<end_of_turn>"),
+        default_system=r"(?!)",  # Gemma's template writes no system message of its own
+    ),
 }
 
 _PROBE = "\u2063LANGSHIFT_PROBE\u2063"
