@@ -137,7 +137,8 @@ def test_quick_demo_end_to_end_then_skip_then_resume(tmp_path, tiny_llama, monke
     assert all(after[p] == done[p] for p in done if p != victim)
 
 
-@pytest.mark.parametrize("path", [DEMO, *sorted((DEMO.parent / "paper").glob("*.yaml"))], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [DEMO, *sorted((DEMO.parent / "paper").glob("*.yaml")),
+                                  *sorted((DEMO.parent / "study").glob("*.yaml"))], ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     exp = load_experiment(path)
     assert plan(exp, Path("/nonexistent"))
