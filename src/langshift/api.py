@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from langshift.files import InputError
-
-RESAMPLES = 10_000
+from langshift.report.compare import RESAMPLES
 
 
 def evaluate(model: str | os.PathLike, lang: str, tasks: list[str] | str | None = None, *,

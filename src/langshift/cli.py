@@ -22,13 +22,10 @@ app = typer.Typer(cls=ErrorBoundary, add_completion=False, no_args_is_help=True,
 def versions() -> str:
     """langshift and the libraries its results depend on, from package metadata (nothing is imported:
     importing llama_cpp would load native code)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from langshift.doctor import installed_version
 
     def of(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
+        return installed_version(dist) or "not installed"
 
     return (f"langshift {of('langshift')}\ntorch {of('torch')}\ntransformers {of('transformers')}\n"
             f"llama.cpp (llama-cpp-python) {of('llama-cpp-python')}")

@@ -172,7 +172,7 @@ def _language_id() -> list[Row]:
 
         found = LanguageDetectorBuilder.from_languages(Language.SWAHILI, Language.ENGLISH).build().detect_language_of(sample)
         good = found is not None and found.name == "SWAHILI"
-        rows.append(Row("language id: lingua", OK if good else FAIL, f"{_version('lingua-language-detector')}; "
+        rows.append(Row("language id: lingua", OK if good else FAIL, f"{installed_version('lingua-language-detector')}; "
                         f"a Swahili line -> {found.name if found else None}", "" if good else "pip install --force-reinstall lingua-language-detector"))
     except Exception as e:  # noqa: BLE001
         rows.append(Row("language id: lingua", FAIL, f"cannot use lingua: {e}",
@@ -181,7 +181,7 @@ def _language_id() -> list[Row]:
         import pycld2
 
         code = pycld2.detect(sample, bestEffort=True)[2][0][1]
-        rows.append(Row("language id: cld2", OK if code == "sw" else WARN, f"{_version('pycld2')}; a Swahili line -> {code}",
+        rows.append(Row("language id: cld2", OK if code == "sw" else WARN, f"{installed_version('pycld2')}; a Swahili line -> {code}",
                         "" if code == "sw" else "pip install --force-reinstall pycld2", needed=False))
     except Exception as e:  # noqa: BLE001
         rows.append(Row("language id: cld2", FAIL, f"cannot use pycld2: {e}", "pip install pycld2 (the fallback detector)"))
@@ -234,7 +234,7 @@ EXTRAS = (  # (distribution, what langshift uses it for, the extra that installs
 def _extras() -> list[Row]:
     rows = []
     for dist, use, extra in EXTRAS:
-        version = _version(dist)
+        version = installed_version(dist)
         rows.append(Row(f"extra: {dist}", INFO if version is None else OK,
                         f"{version or 'not installed'} ({use})", f"pip install '{extra}'" if version is None else "",
                         needed=False))
@@ -283,7 +283,8 @@ def _accelerate() -> Row:
                needed=False)
 
 
-def _version(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
+    """An installed distribution's version from its metadata (nothing imported), None when absent."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
