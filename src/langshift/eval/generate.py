@@ -180,6 +180,18 @@ def _stop_ids(model, tokenizer, end: str) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def _write_row(out_path: Path, prompt: dict, response: str, key: str, sample: int | None = None,
+               attempts: int | None = None) -> dict:
+    """Append one response row (every backend writes the same shape) and return it."""
+    row = {"id": prompt["id"], "prompt": prompt["prompt"], "response": response, "settings": key}
+    if sample is not None:
+        row["sample"] = sample
+    if attempts is not None:
+        row["attempts"] = attempts
+    append_jsonl(out_path, row)
+    return row
+
+
 def _cut(text: str, end: str) -> str:
     """The response stops where the turn-closing text first appears."""
     if end and end in text:
@@ -241,12 +253,8 @@ def _generate_hf(
                     break
             for r in range(len(batch) * samples):
                 i, s = batch[r // samples], r % samples
-                row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"], "response": text[r], "settings": key}
-                if samples > 1:
-                    row["sample"] = s
-                if accept is not None:
-                    row["attempts"] = attempts[r]
-                append_jsonl(out_path, row)
+                row = _write_row(out_path, todo[i], text[r], key, s if samples > 1 else None,
+                                 attempts[r] if accept is not None else None)
                 rows[(row["id"], s)] = row
             bar.update(len(batch))
     return rows
@@ -276,12 +284,8 @@ def _generate_llamacpp(
                            progress=lambda done, total: bar.update(done - bar.n))
     rows = {}
     for (i, s), tokens in zip(jobs, new, strict=True):
-        row = {"id": todo[i]["id"], "prompt": todo[i]["prompt"],
-               "response": _cut(tokenizer.decode(tokens, skip_special_tokens=True), fmt.end), "settings": key}
-        if samples > 1:
-            row["sample"] = s
-        append_jsonl(out_path, row)
-        rows[(row["id"], s)] = row
+        text = _cut(tokenizer.decode(tokens, skip_special_tokens=True), fmt.end)
+        rows[(todo[i]["id"], s)] = _write_row(out_path, todo[i], text, key, s if samples > 1 else None)
     return rows
 
 
@@ -312,8 +316,5 @@ def _generate_vllm(
             for p in part
         ]
         for p, out in zip(part, llm.generate(inputs, params, use_tqdm=False), strict=True):
-            row = {"id": p["id"], "prompt": p["prompt"], "response": _cut(out.outputs[0].text, fmt.end),
-                   "settings": key}
-            append_jsonl(out_path, row)
-            rows[(row["id"], 0)] = row
+            rows[(p["id"], 0)] = _write_row(out_path, p, _cut(out.outputs[0].text, fmt.end), key)
     return rows
