@@ -121,7 +121,9 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     params.n_batch = params.n_ubatch = n_batch
     params.n_seq_max = parallel
     params.n_threads = params.n_threads_batch = threads
-    params.kv_unified = True  # one cache for all slots (measured: 1.3-1.6x the tokens/s of a cache per slot here)
+    # One cache for all slots, measured against a cache per slot on SmolLM2, 48 demo prompts x 64 tokens,
+    # 16 sequences, 2 threads: f16 125.3 vs 78.9 tok/s, q8_0 142.4 vs 108.4, q4_1 105.4 vs 92.3.
+    params.kv_unified = True
     params.no_perf = True
     ctx = L.llama_init_from_model(llm, params)
     if not ctx:
