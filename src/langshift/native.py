@@ -66,10 +66,8 @@ def signal_of(returncode: int | None) -> str | None:
         return f"signal {number}"
 
 
-def describe_exit(returncode: int | None) -> str:
+def describe_exit(returncode: int) -> str:
     """'exited with SIGILL (Illegal instruction)', or 'exited with code 3'."""
-    if returncode is None:
-        return "is still running"
     name = signal_of(returncode)
     if name is None:
         return f"exited with code {returncode}"

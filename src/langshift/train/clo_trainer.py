@@ -236,7 +236,6 @@ class CLOTrainer(LangshiftTrainer):
             "languages": {"train": language_counts(train_records, method, args.cl_negatives),
                           "validation": language_counts(val_records, method, args.cl_negatives)},
         }
-        self.train_records, self.val_records = train_records, val_records
 
     @staticmethod
     def _load(model, processing_class, args):
