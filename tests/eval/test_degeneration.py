@@ -15,6 +15,10 @@ from langshift.eval.degeneration import (
 )
 
 SW_PROMPT = "Mtu anawezaje kuanza kukusanya stempu au sarafu kama burudani?"
+SW_MORE = (
+    "Weka stempu zako mahali pakavu, mbali na mwanga wa jua, na andika tarehe na mahali ulipozipata. "
+    "Baada ya muda utajifunza historia ya kila kipande na utaweza kubadilishana na wakusanyaji wengine."
+)
 SW_ANSWER = (
     "Anza kwa kuchagua unachopenda zaidi, kwa mfano stempu za nchi moja au sarafu za zamani. "
     "Nunua albamu ndogo na kibanio, kisha tembelea masoko ya vitu vya kale au jiunge na klabu ya wakusanyaji."
@@ -35,7 +39,7 @@ def test_swahili_loops_are_caught(response):
 
 
 def test_a_loop_at_the_end_of_a_long_answer_cut_off_by_the_token_limit_is_caught():
-    answer = SW_ANSWER + " " + SW_ANSWER.replace("Anza", "Kisha anza")
+    answer = SW_ANSWER + " " + SW_MORE
     tail = " ".join(["ni"] * 40)  # 119 characters of loop, under a quarter of the whole response
     response = answer + " " + tail
     assert len(tail) >= LOOP_LONG_CHARS and len(tail) < LOOP_MIN_SHARE * len(response)
@@ -44,8 +48,18 @@ def test_a_loop_at_the_end_of_a_long_answer_cut_off_by_the_token_limit_is_caught
 
 
 def test_emphasis_inside_a_real_answer_is_not_a_loop():
-    response = "It is very, very, very, very important to rest. " + "Drink water, sleep well and eat regular meals. " * 3
+    response = ("It is very, very, very, very important to rest. Drink water, sleep well and eat regular meals. "
+                "Keep warm, take honey with lemon for the throat, and stay home until the fever is gone.")
     assert degeneration_reason("How do I recover from a cold?", response) is None
+
+
+def test_a_sentence_said_again_and_again_is_repetitive():
+    """docs/metrics.md: copies of a sentence back to back that fill a third of the answer are a loop; the
+    character-level rule misses a unit longer than 40 characters, compression does not."""
+    sentence = "Drink water, sleep well and eat regular meals. "
+    response = "It is important to rest. " + sentence * 3
+    assert degeneration_reason("How do I recover from a cold?", response) == "repetitive"
+    assert degeneration_reason("How do I recover from a cold?", "It is important to rest. " + sentence) is None
 
 
 def test_a_repetitive_code_block_is_not_a_prose_loop():
@@ -112,6 +126,6 @@ def test_score_and_summarize():
     assert items[1]["loop_chars"] >= 90 and items[2]["echo_share"] == 1.0
     got = summarize(items)
     assert got["metrics"]["degenerate_rate"]["value"] == 0.75 and got["metrics"]["degenerate_rate"]["n"] == 4
-    assert got["reasons"] == {"empty": 1, "prompt_echo": 1, "loop": 1}
+    assert got["reasons"] == {"empty": 1, "prompt_echo": 1, "loop": 1, "repetitive": 0}
     with pytest.raises(ValueError):
         summarize([])

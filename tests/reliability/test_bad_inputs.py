@@ -629,8 +629,8 @@ def _(d):
 
 @case("eval fidelity: unknown backend")
 def _(d):
-    return (["eval", "fidelity", "--responses", str(responses(d, "a")), "--lang", "sw", "--backend", "fasttext",
-             "--out", str(d / "out")], ["field 'backend'", "fasttext"])
+    return (["eval", "fidelity", "--responses", str(responses(d, "a")), "--lang", "sw", "--detector", "fasttext",
+             "--out", str(d / "out")], ["field 'detector'", "fasttext"])
 
 
 @case("eval fidelity: unknown candidate language")

@@ -177,3 +177,36 @@ def test_a_multilingual_model_is_compared_with_each_languages_own_model_in_that_
     got = {(c["lang"], c["item_lang"], c["eval_lang"]) for c in run_comparisons(evals, resamples=200)
            if c["axis"] == "trained_langs" and c["task"] == "fidelity" and c["metric"] == "response_pass_rate"}
     assert got == {("sw", "sw", "target"), ("sw", "en", "en"), ("de", "de", "target")}
+
+
+def _lang_eval(root: Path, name: str, lang: str, passes: list[bool]) -> Path:
+    """An evaluation in `lang` of 20 parallel prompts (the same ids in every language, as demo-v2's)."""
+    d = root / name
+    write_jsonl(d / f"fidelity.{lang}.jsonl", [{"id": f"v2-{i:03d}", "response_pass": ok, "line_pass": ok,
+                                                "line_langs": []} for i, ok in enumerate(passes)])
+    write_json(d / "results.json", {"meta": {"lang": lang}, "fidelity": {lang: {}}})
+    return d
+
+
+def test_the_gain_is_set_against_the_same_gain_in_the_other_language_item_by_item(tmp_path):
+    """(CLO − SFT in sw) − (CLO − SFT in de): SFT fails every other Swahili prompt and CLO none, while in German
+    both pass the same prompts, so the difference of differences is exactly +0.5 and excludes zero."""
+    from langshift.report.compare import run_interactions
+    from langshift.report.tables import interaction_table, interaction_words
+
+    facts = {"model": "m", "size": 96, "trainable": "attention"}
+    half = [i % 2 == 0 for i in range(20)]
+    de = [i % 3 != 0 for i in range(20)]
+    evals = [({**facts, "lang": "sw", "method": "clo"}, _lang_eval(tmp_path, "sw-clo", "sw", [True] * 20)),
+             ({**facts, "lang": "sw", "method": "sft"}, _lang_eval(tmp_path, "sw-sft", "sw", half)),
+             ({**facts, "lang": "de", "method": "clo"}, _lang_eval(tmp_path, "de-clo", "de", de)),
+             ({**facts, "lang": "de", "method": "sft"}, _lang_eval(tmp_path, "de-sft", "de", de)),
+             ({**facts, "lang": "sw", "method": "base", "trainable": None}, _lang_eval(tmp_path, "b", "sw", half))]
+    got = run_interactions(evals, resamples=1000)
+    assert {(c["axis"], c["a"], c["b"], c["method"], c["method_b"]) for c in got} == {("lang", "sw", "de", "clo", "sft")}
+    fid = next(c for c in got if c["metric"] == "response_pass_rate")
+    assert fid["diff"] == pytest.approx(0.5) and fid["n"] == 20 and fid["excludes_zero"]
+    assert "Swahili vs German" in interaction_table(got)
+    assert "(CLO − SFT in Swahili) − (CLO − SFT in German)" in interaction_words(got)[0]
+    # Without German's SFT there is nothing to set the Swahili gain against.
+    assert run_interactions([e for e in evals if e[1].name != "de-sft"], resamples=100) == []

@@ -98,20 +98,23 @@ def _letters(s: str) -> int:
     return sum(ch.isalpha() for ch in s)
 
 
-@lru_cache(maxsize=1)
-def _lingua_detector():
+@lru_cache(maxsize=8)
+def _lingua_detector(codes: tuple[str, ...]):
     from lingua import Language as L
     from lingua import LanguageDetectorBuilder
 
-    return LanguageDetectorBuilder.from_languages(
-        *(getattr(L, lang.lingua) for lang in LANGUAGES.values())
-    ).build()
+    return LanguageDetectorBuilder.from_languages(*(getattr(L, get_language(c).lingua) for c in codes)).build()
 
 
-def detect_language(text: str, detector: str = "lingua") -> str | None:
-    """Canonical code of the language of `text`, or None when undecided (or cld2 is unsure)."""
+def detect_language(text: str, detector: str = "lingua", lang: str | None = None) -> str | None:
+    """Canonical code of the language of `text`, or None when undecided (or cld2 is unsure).
+
+    lingua chooses among fidelity's candidates plus `lang` and English (`langid.candidate_codes`), not the
+    whole registry: with every registry language a candidate, one German demo prompt reads as French."""
     if detector == "lingua":
-        found = _lingua_detector().detect_language_of(text)
+        from langshift.eval.langid import candidate_codes
+
+        found = _lingua_detector(candidate_codes(None, *([lang] if lang else []), "en")).detect_language_of(text)
         if found is None:
             return None
         by_lingua = {lang.lingua: lang.code for lang in LANGUAGES.values()}
@@ -158,7 +161,7 @@ def _all_reasons(en: str, tgt: str, lang: str, cfg: FilterConfig) -> list[str]:
     if len(en_p.split()) >= 3 and is_copy(en_p, tgt_p, cfg.copy_similarity):
         reasons.append("untranslated")
     if cfg.detector != "none" and "wrong_language" in cfg.checks and _letters(tgt_p) >= cfg.min_lid_letters:
-        found = detect_language(tgt_p[:LID_MAX_CHARS], cfg.detector)
+        found = detect_language(tgt_p[:LID_MAX_CHARS], cfg.detector, lang)
         if found is not None and found != get_language(lang).code:
             reasons.append("wrong_language")
     en_b, tgt_b = len(en_p.encode()), len(tgt_p.encode())

@@ -144,8 +144,8 @@ class FidelityOptions(Options):
     responses: Path = Field(description='JSONL of {"prompt", "response"} lines (an "id" is optional).')
     lang: LangCode = Field(description="The language the responses should be in.")
     out: Path = Field(description="Output directory: results.json, fidelity.<lang>.jsonl.")
-    candidates: list[LangCode] | None = Field(None, min_length=1, description="Languages to choose among (default: every language langshift knows).")
-    backend: Literal[BACKENDS] = Field("lingua", description="Language identifier.")  # type: ignore[valid-type]
+    candidates: list[LangCode] | None = Field(None, min_length=1, description="Languages to choose among (default: fidelity's seven, plus the target and English; not with --detector lcb).")
+    detector: Literal[(*BACKENDS, "lcb")] = Field("lingua", description="Language identifier: lingua or cld2 for langshift's fidelity rates; lcb for the Language Confusion Benchmark's own procedure (fastText lid.176), which prints LPR, WPR and LCPR (and wpr_latin for de, id, sw).")  # type: ignore[valid-type]
 
 
 @app.command()
@@ -156,10 +156,32 @@ def fidelity(given: dict):
 
     o = FidelityOptions.parse(given, source="command line")
     check_output_dir(o.out, "--out")
-    r = score_file(o.responses, o.lang, o.out, candidates=o.candidates, backend=o.backend)
+    if o.detector == "lcb":
+        return _lcb_fidelity(o)
+    r = score_file(o.responses, o.lang, o.out, candidates=o.candidates, backend=o.detector)
     save_results(o.out, "fidelity", r["lang"], str(o.responses), r)
     typer.echo(f"fidelity {r['lang']}: response pass {_summary(r, 'response_pass_rate')}, "
                f"line pass {_summary(r, 'line_pass_rate')} -> {o.out / 'results.json'}")
+
+
+def _lcb_fidelity(o: FidelityOptions) -> None:
+    """`eval fidelity --detector lcb`: the `confusion` task's rates on a responses file."""
+    from langshift.eval.confusion import confusion_items, summarize
+    from langshift.eval.fidelity import read_responses
+    from langshift.files import write_jsonl
+
+    if o.candidates:
+        raise typer.BadParameter("does not apply to --detector lcb: LCB's fastText lid.176 chooses among its "
+                                 "own 176 languages", param_hint="--candidates")
+    rows = read_responses(o.responses)
+    if not rows:
+        raise InputError(o.responses, "no responses to score")
+    items = confusion_items(rows, o.lang)
+    r = summarize(items, o.lang)
+    write_jsonl(o.out / f"confusion.{r['lang']}.jsonl", items)
+    save_results(o.out, "confusion", r["lang"], str(o.responses), r)
+    rates = ", ".join(f"{name.upper() if name != 'wpr_latin' else name} {_summary(r, name)}" for name in r["metrics"])
+    typer.echo(f"language confusion (LCB) {r['lang']}: {rates} -> {o.out / 'results.json'}")
 
 
 class PairwiseOptions(Options):

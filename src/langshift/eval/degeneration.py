@@ -3,10 +3,12 @@
 A small model's answer in a new language is often "aku, aku, aku, ..." until max_new_tokens, or the
 question repeated. A language detector calls both the right language, so language fidelity alone
 rewards them; this detector is reported next to it ("fluent fidelity": right language and not
-degenerate). The checks, in order (the first that fires is the reason):
+degenerate). Its rules and thresholds are measured against responses labelled by hand
+(docs/metrics.md, tests/eval/data/degeneration_labels.jsonl). The checks, in order (the first that
+fires is the reason):
 
   empty        the response has no word characters at all (blank, or only punctuation);
-  prompt_echo  echo_share(prompt, response) >= ECHO_MIN_SHARE, where
+  prompt_echo  echo_share(prompt, response) >= ECHO_MIN_SHARE over >= ECHO_MIN_WORDS words, where
                    echo_share = |{response words inside a word ECHO_NGRAM-gram that occurs in the prompt}|
                                 / |response words|
                over `normalized_words` (casefolded, punctuation dropped). Linear in the two lengths:
@@ -14,11 +16,18 @@ degenerate). The checks, in order (the first that fires is the reason):
   loop         L = `langshift.data.filters.loop_length(prose)`, the characters covered by the longest
                back-to-back repetition (>= LOOP_REPEATS times) of a 1-40 character unit with a letter
                (the data filters' detector, on the prose with code and URLs removed), and
-                   L >= LOOP_MIN_CHARS and (L >= LOOP_MIN_SHARE · len(prose) or L >= LOOP_LONG_CHARS).
+                   L >= LOOP_MIN_CHARS and (L >= LOOP_MIN_SHARE · len(prose) or L >= LOOP_LONG_CHARS);
+  repetitive   the phrase-level loops the character rule misses ("yamani kuwaarifu yamani yamani
+               kuwaarifu", a sentence said twice then half again, a prompt restated with new junk between
+               copies): the prose compresses well,
+                   len(zlib(prose)) / len(prose) < REPETITIVE_MAX_RATIO,   for len(prose) >= REPETITIVE_MIN_BYTES
+               (UTF-8 bytes). A real answer of 64 tokens says new things in each clause and compresses
+               little; text that restates itself compresses to half or less.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -39,10 +48,19 @@ LOOP_LONG_CHARS = 80
 # Trigrams: two word sequences share a trigram by chance rarely, while an echo shares all of them.
 # A prompt shorter than that is matched whole.
 ECHO_NGRAM = 3
-# "Mostly the prompt": an answer that restates the question ("15% of 80 is 12") keeps well under this.
-ECHO_MIN_SHARE = 0.8
+# "Mostly the prompt" (docs/metrics.md: an echo is over half the text). A real answer to a word problem
+# restates its premises: the demo's written answers reach 0.53, so the line sits above that.
+ECHO_MIN_SHARE = 0.6
+# ... and a short answer that restates the question ("15% of 80 is 12": 3 of 5 words) is no echo.
+ECHO_MIN_WORDS = 6
+# Below this, a response's prose holds about as much repetition as new text (zlib: LZ77 back-references
+# plus Huffman coding). The demo's written answers compress to 0.48 at the least (a jug puzzle's
+# "mtungi wa lita 3 ... mtungi wa lita 5"), labelled fine responses of 64 tokens to 0.53.
+REPETITIVE_MAX_RATIO = 0.45
+# zlib's header and a short text's few repeats make the ratio of a short response meaningless.
+REPETITIVE_MIN_BYTES = 100
 
-REASONS = ("empty", "prompt_echo", "loop")
+REASONS = ("empty", "prompt_echo", "loop", "repetitive")
 
 
 def echo_share(prompt: str, response: str) -> float:
@@ -64,7 +82,8 @@ def _empty(prompt: str, response: str) -> bool:
 
 
 def _prompt_echo(prompt: str, response: str) -> bool:
-    return echo_share(prompt, response) >= ECHO_MIN_SHARE
+    share = echo_share(prompt, response)
+    return share >= ECHO_MIN_SHARE and share * len(normalized_words(response)) >= ECHO_MIN_WORDS
 
 
 def _loop(prompt: str, response: str) -> bool:
@@ -73,17 +92,31 @@ def _loop(prompt: str, response: str) -> bool:
     return length >= LOOP_MIN_CHARS and (length >= LOOP_MIN_SHARE * len(text) or length >= LOOP_LONG_CHARS)
 
 
-CHECKS: dict[str, Callable[[str, str], bool]] = {"empty": _empty, "prompt_echo": _prompt_echo, "loop": _loop}
+def compression_ratio(text: str) -> float:
+    """len(zlib(text)) / len(text) in UTF-8 bytes (1.0 for no text)."""
+    raw = text.encode("utf-8")
+    return len(zlib.compress(raw, 9)) / len(raw) if raw else 1.0
+
+
+def _repetitive(prompt: str, response: str) -> bool:
+    text = prose(response)
+    return len(text.encode("utf-8")) >= REPETITIVE_MIN_BYTES and compression_ratio(text) < REPETITIVE_MAX_RATIO
+
+
+CHECKS: dict[str, Callable[[str, str], bool]] = {
+    "empty": _empty, "prompt_echo": _prompt_echo, "loop": _loop, "repetitive": _repetitive,
+}
 
 
 def degeneration_reason(prompt: str, response: str) -> str | None:
-    """"empty", "prompt_echo" or "loop" (the first check, in that order, that fires), or None."""
+    """The first of `REASONS` (in that order) whose check fires, or None."""
     return next((name for name, check in CHECKS.items() if check(prompt, response)), None)
 
 
 def score_degeneration(rows: Sequence[dict]) -> list[dict]:
     """Per-response verdicts for `{"id", "prompt", "response"}` rows (the shape of generated responses):
-    `{"id", "degenerate", "reason", "loop_chars", "echo_share"}`, the last two for inspection."""
+    `{"id", "degenerate", "reason", "loop_chars", "echo_share", "compression"}`, the last three for
+    inspection."""
     items = []
     for row in rows:
         prompt, response = str(row.get("prompt") or ""), str(row.get("response") or "")
@@ -95,6 +128,7 @@ def score_degeneration(rows: Sequence[dict]) -> list[dict]:
                 "reason": reason,
                 "loop_chars": loop_length(prose(response), LOOP_REPEATS),
                 "echo_share": round(echo_share(prompt, response), 4),
+                "compression": round(compression_ratio(prose(response)), 4),
             }
         )
     return items

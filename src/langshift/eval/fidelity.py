@@ -18,7 +18,7 @@ Two pass rates over a set of responses that should be in language L:
 Words are whitespace tokens that contain a letter; a token of Chinese characters (or kana) counts one
 word per character, since those scripts do not separate words by spaces (the reference tokenizes
 Chinese with jieba; one character per word is the dependency-free approximation).
-Languages are chosen among `candidates` (default: every registry language), see `langid`.
+Languages are chosen among `candidates` (default: `langid.FIDELITY_CANDIDATES`, plus the target and English).
 Each rate comes with its standard error and n (0/1 outcomes: sqrt(p(1-p)/(n-1)) via `mean_stderr`).
 """
 

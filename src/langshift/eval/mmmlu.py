@@ -17,9 +17,10 @@ through the chat format (`generate_responses`). The answer letter is read with `
 `retries` times; still nothing counts as wrong (App. D). Accuracy ± stderr overall, per subject, and
 per MMLU category (STEM / humanities / social sciences / other).
 
-Data: hub `openai/MMMLU` (subset `Language.mmmlu_subset`, columns Question, A-D, Answer, Subject),
+Data: hub `openai/MMMLU` (subset `Language.mmmlu_config()`, columns Question, A-D, Answer, Subject),
 English from MMLU itself (`cais/mmlu`, config `all`, split `test`), or a local JSONL in MMMLU's
-schema; a `lang` column, when present, selects the language's rows.
+schema; a `lang` column, when present, selects the language's rows. MMMLU has no Russian, Turkish
+or Vietnamese: from the hub those raise NoMMMLUError; a local JSONL still serves them.
 """
 
 from __future__ import annotations
@@ -141,9 +142,10 @@ def load_mmmlu(
                 raise InputError(path, f"no rows for {language.name} ({language.code})", field="lang")
         items = [_item(path, n, row) for n, row in rows]
     else:
+        subset = language.mmmlu_config()  # NoMMMLUError (naming the language) where MMMLU has none: ru, tr, vi
         from langshift.hub import load_split
 
-        if language.mmmlu_subset is None:  # English: MMLU itself, normalised to MMMLU's columns
+        if subset is None:  # English: MMLU itself, normalised to MMMLU's columns
             ds = load_split(MMLU_HUB if str(source) == HUB else str(source), "all", split="test")
             rows = [
                 {
@@ -155,7 +157,7 @@ def load_mmmlu(
                 for r in ds
             ]
         else:
-            rows = list(load_split(str(source), language.mmmlu_subset, split="test"))
+            rows = list(load_split(str(source), subset, split="test"))
         items = [_item(Path(str(source)), n, row) for n, row in enumerate(rows, start=1)]
     if sample:
         items = stratified_sample(items, sample, seed)

@@ -138,6 +138,7 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
         "config": cfg.model_dump(mode="json"),
         "seconds": {},
         "keys": {},  # "task.lang" -> inputs hash, to reuse a task's result on a rerun
+        "versions": {t: TASKS[t].version for t in cfg.tasks},  # scoring procedures (see `rescore`)
     }
     state = {"model": cfg.model, "meta": meta, **{t: {} for t in cfg.tasks}, "skipped": {}}
     tasks = [TASKS[name] for name in cfg.tasks]
@@ -177,6 +178,32 @@ def evaluate(cfg: EvalConfig | dict) -> dict:
 
     write_eval_report(state, out)
     return state
+
+
+def rescore(out: str | os.PathLike, task_names: list[str]) -> list[str]:
+    """Bring a finished evaluation's response-scored tasks up to date from its stored responses: each of
+    `task_names` that only scores responses (`Task.scores_responses`) and is missing from results.json, or
+    was scored by another version of its procedure, is scored again in every language whose responses are
+    stored. No model is loaded. Returns the "task.lang" pieces rescored (results.json rewritten if any)."""
+    out = Path(out)
+    state = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    meta = state.setdefault("meta", {})
+    versions = meta.setdefault("versions", {})
+    stale = [TASKS[t] for t in task_names if TASKS[t].scores_responses
+             and (t not in state or versions.get(t, "1") != TASKS[t].version)]
+    done = []
+    if not stale:
+        return done
+    responses = {lang: [row for _, row in iter_jsonl(out / f"responses.{lang}.jsonl")]
+                 for lang in meta.get("langs", []) if (out / f"responses.{lang}.jsonl").is_file()}
+    ctx = TaskContext(cfg=None, out=out, model=None, responses=responses)  # response scorers read no config
+    for task in stale:
+        state[task.name] = {lang: task.run(ctx, lang) for lang in responses}
+        versions[task.name] = task.version
+        meta["tasks"] = list(dict.fromkeys([*meta.get("tasks", []), task.name]))
+        done += [f"{task.name}.{lang}" for lang in responses]
+    write_json(out / "results.json", state)
+    return done
 
 
 def _previous_results(out: Path, fingerprint: str) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langshift.eval import alpaca, belebele, degeneration, fidelity, heldout, mmmlu
+from langshift.eval import alpaca, belebele, confusion, degeneration, fidelity, heldout, mmmlu
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,20 @@ class Task:
     needs_judge: bool = False  # compares against a baseline run's responses with a judge
     reuse_settings: Callable[[Any], tuple] | None = None  # inputs that make a stored result reusable
     in_headline: bool = True  # a column pair (target, English) of the report's headline table
+    # The scoring procedure's version, for tasks that only score the stored responses (no model, no judge):
+    # bump it when the verdicts change, and a finished evaluation's stored responses are scored again
+    # (`suite.rescore`) instead of its stage re-running.
+    version: str = "1"
+    # False: left out of an experiment stage's identity (experiment/plan.py), so adding the task to a
+    # config scores the finished stages' stored responses rather than re-running them. Only for
+    # response scorers added after stage caches were published (the older ones' names are in those hashes).
+    stage_identity: bool = True
     details: tuple[Detail, ...] = ()
+
+    @property
+    def scores_responses(self) -> bool:
+        """Scored from the stored responses alone: re-scoring it needs neither the model nor a judge."""
+        return self.needs_responses and not self.needs_model and not self.needs_judge
 
     @property
     def headline(self) -> Metric:
@@ -99,8 +112,20 @@ TASKS: dict[str, Task] = {t.name: t for t in (
             Metric("fluent_pass_rate", "Fluent pass (%)", "fluent_pass"),
         ),
         run=degeneration.run_task, needs_model=False, needs_responses=True, in_headline=False,
-        details=(Detail("loop / echo / empty", lambda r: " / ".join(str(r["reasons"][k]) for k in
-                                                                     ("loop", "prompt_echo", "empty"))),),
+        version="2",  # 2: echo at half the words (was 0.8) and the `repetitive` check, set by labels
+        details=(Detail("loop / repetitive / echo / empty", lambda r: " / ".join(
+            str(r["reasons"].get(k, 0)) for k in ("loop", "repetitive", "prompt_echo", "empty"))),),
+    ),
+    Task(
+        "confusion", "Language confusion (LCB's metrics)", "Language confusion (LCB)", "LCPR",
+        metrics=(
+            Metric("lcpr", "LCPR (%)", None),  # a harmonic mean of two rates: no per-item value
+            Metric("lpr", "LPR, lid.176 (%)", "line_pass"),
+            Metric("wpr", "WPR (%)", "word_pass"),
+            Metric("wpr_latin", "WPR, Latin script (%)", "latin_word_pass"),
+        ),
+        run=confusion.run_task, needs_model=False, needs_responses=True, in_headline=False, stage_identity=False,
+        details=(Detail("no counted line", lambda r: str(r["skipped"])),),
     ),
     Task(
         "langpref", "Language preference on held-out pairs", "Language preference (held-out)", "Prefers own",

@@ -43,13 +43,15 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> Path:
 def write_results(exp: Experiment, stages: list[Stage], root: Path) -> Path:
     """The run's results.json (a row per number of every evaluation, and the paired comparisons between
     them) and report.md, in `exp.out`; `root` holds the stage directories."""
+    from langshift.eval.suite import rescore
     from langshift.report import write_report
-    from langshift.report.compare import run_comparisons
+    from langshift.report.compare import run_comparisons, run_interactions
     from langshift.report.rows import result_rows
 
     rows, evals = [], []
     for stage in stages:
         if stage.kind == "eval":
+            rescore(stage.directory(root), exp.eval.tasks)  # a new or changed response scorer: no re-run
             results = json.loads((stage.directory(root) / "results.json").read_text(encoding="utf-8"))
             got = result_rows(results, stage.facts, baseline=stage.spec["baseline_method"])
             rows += got
@@ -57,9 +59,12 @@ def write_results(exp: Experiment, stages: list[Stage], root: Path) -> Path:
             if stage.facts["method"] != "base":
                 _card(Path(stage.spec["eval"]["model"]), got, stage.spec["eval"])
     comparisons = run_comparisons(evals, exp.eval.baseline)
+    interactions = run_interactions(evals, exp.eval.baseline)
     out = Path(exp.out)
-    write_json(out / "results.json", {"experiment": exp.name, "rows": rows, "comparisons": comparisons})
-    write_report(rows, out, title=f"langshift experiment: {exp.name}", comparisons=comparisons)
+    write_json(out / "results.json", {"experiment": exp.name, "rows": rows, "comparisons": comparisons,
+                                      "interactions": interactions})
+    write_report(rows, out, title=f"langshift experiment: {exp.name}", comparisons=comparisons,
+                 interactions=interactions)
     return out
 
 
@@ -74,7 +79,8 @@ def _card(model_dir: Path, rows: list[dict], options: dict) -> None:
 
     sets = {task: (Path(source).name, f"{Path(source).stem} (local file)")
             for task, source in (("belebele", options.get("belebele")), ("mmmlu", options.get("mmmlu")),
-                                 ("fidelity", options.get("prompts") or "demo prompts.jsonl"))
+                                 ("fidelity", options.get("prompts") or "demo prompts.jsonl"),
+                                 ("confusion", options.get("prompts") or "demo prompts.jsonl"))
             if source and Path(source).suffix in (".jsonl", ".json")}
     write_model_card(model_dir, rows, eval_sets=sets)
 

@@ -124,7 +124,10 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
             options[key] = str(demo_dir() / f"{key}.jsonl")
     if options.get("prompts") == "demo":
         options["prompts"] = None  # the suite's default: the packaged demo prompts
-    inputs = {"eval": {**options, **({"prompts": stable_hash(prompts[0].inputs)} if prompts else {})},
+    from langshift.eval.tasks import TASKS
+
+    identity = {**options, "tasks": [t for t in options["tasks"] if TASKS[t].stage_identity]}
+    inputs = {"eval": {**identity, **({"prompts": stable_hash(prompts[0].inputs)} if prompts else {})},
               "model": produced_by, "baseline": str(baseline) if baseline else None}
     spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file, "train_data": train_data},
             "baseline": str(baseline) if baseline is not None and options.get("judge") else None,

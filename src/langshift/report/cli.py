@@ -39,6 +39,7 @@ def report(
     rows = merge(row for _, run_rows in runs for row in run_rows)
     experiments = list(dict.fromkeys(name for name, _ in runs))
     comparisons = [c for d in run_dirs for c in read_comparisons(d)]
+    interactions = [c for d in run_dirs for c in read_comparisons(d, "interactions")]
     inputs = {_run_dir(d).resolve() for d in run_dirs}
     merged = out_dir / "results.json"
     # A separate --out folder gets the merged rows too, so it can be reported (or merged) again; a run's
@@ -49,9 +50,10 @@ def report(
         write_json(
             merged,
             {"experiment": " + ".join(experiments), "merged_from": [str(d) for d in run_dirs], "rows": rows,
-             "comparisons": comparisons},
+             "comparisons": comparisons, "interactions": interactions},
         )
-    path = write_report(rows, out_dir, title or "langshift report: " + ", ".join(experiments), comparisons)
+    path = write_report(rows, out_dir, title or "langshift report: " + ", ".join(experiments), comparisons,
+                        interactions)
     typer.echo(headline_table(rows))
     if not rows:
         typer.echo("(the runs hold no result rows yet)")

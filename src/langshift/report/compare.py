@@ -142,6 +142,91 @@ def run_comparisons(evals: list[tuple[dict, Path]], baseline: str = "sft", *, re
     return out
 
 
+# The paper's Table 1 question: does a method's gain over the baseline differ between languages, or between
+# models? Each axis is a fact along which two otherwise equal method contrasts are set side by side.
+INTERACTION_AXES = ("lang", "model")
+
+
+def _seed_mean(dirs: list[Path], task: str, metric: str, lang: str) -> dict:
+    """{item: mean over the seeds' evaluations} (None where any seed has no value for the item)."""
+    per_seed = [item_scores(d, task, metric, lang) for d in dirs]
+    ids = set.intersection(*(set(s) for s in per_seed))
+    return {i: None if any(s[i] is None for s in per_seed) else sum(s[i] for s in per_seed) / len(per_seed)
+            for i in ids}
+
+
+def _gains(a: list[Path], b: list[Path], task: str, metric: str, lang: str) -> dict:
+    """g_i = mean_s a_si − mean_s b_si for each item both sides scored."""
+    ma, mb = _seed_mean(a, task, metric, lang), _seed_mean(b, task, metric, lang)
+    return {i: ma[i] - mb[i] for i in set(ma) & set(mb) if ma[i] is not None and mb[i] is not None}
+
+
+def interaction(a1: list[Path], b1: list[Path], a2: list[Path], b2: list[Path], *, resamples: int = RESAMPLES,
+                seed: int = 0) -> list[dict]:
+    """(A − B at setting 1) − (A − B at setting 2), for every (task, metric, eval language) all four sides
+    measured item by item: a difference of differences over the items both settings share (the prompt sets
+    are parallel across languages, so item i is the same request in each):
+
+        g_i(k) = mean_s a_si(k) − mean_s b_si(k)              an item's gain at setting k, seeds averaged
+        DiD    = mean_i [ g_i(1) − g_i(2) ]                   paired bootstrap CI and sign-flip p over items
+
+    Seeds are averaged before the bootstrap, so the CI holds the items' variation, not the seeds'.
+    Each side lists one evaluation directory per seed; the target language is each setting's own."""
+    results = [[_results(d) for d in side] for side in (a1, b1, a2, b2)]
+    targets = (results[0][0]["meta"]["lang"], results[2][0]["meta"]["lang"])
+    out = []
+    for name, task in TASKS.items():
+        measured = [set.intersection(*(set(r.get(name) or {}) for r in side)) for side in results]
+        for eval_lang in ("target", "en"):
+            langs = ("en", "en") if eval_lang == "en" else targets
+            if not (langs[0] in measured[0] & measured[1] and langs[1] in measured[2] & measured[3]):
+                continue
+            for metric in task.metrics:
+                if metric.item_field is None or not metric.in_rows:
+                    continue
+                g1 = _gains(a1, b1, name, metric.name, langs[0])
+                g2 = _gains(a2, b2, name, metric.name, langs[1])
+                shared = set(g1) & set(g2)
+                if not shared:
+                    continue
+                got = paired_difference({i: g1[i] for i in shared}, {i: g2[i] for i in shared},
+                                        resamples=resamples, seed=seed)
+                out.append({"task": name, "metric": metric.name, "eval_lang": eval_lang, "unit": metric.unit,
+                            "higher_is_better": metric.higher_is_better, **got.as_dict(),
+                            "seeds_a": len(a1), "seeds_b": len(a2)})
+    return out
+
+
+def run_interactions(evals: list[tuple[dict, Path]], baseline: str = "sft", *,
+                     resamples: int = RESAMPLES) -> list[dict]:
+    """Every method's gain over `baseline` set against the same gain one `INTERACTION_AXES` fact away (all
+    else equal), in the order the run lists the settings: e.g. (CLO − SFT in sw) − (CLO − SFT in de)."""
+    groups: dict[tuple, list[Path]] = {}
+    order: dict[str, list] = {axis: [] for axis in INTERACTION_AXES}
+    for facts, directory in evals:
+        for axis in INTERACTION_AXES:
+            if facts.get(axis) not in order[axis]:
+                order[axis].append(facts.get(axis))
+        if facts["method"] != "base" and not facts.get("trained_langs"):
+            groups.setdefault(tuple(sorted((k, v) for k, v in facts.items() if k != "seed")), []).append(
+                Path(directory))
+    out = []
+    for key, a1 in groups.items():
+        facts = dict(key)
+        if facts["method"] == baseline:
+            continue
+        b1 = groups.get(tuple(sorted({**facts, "method": baseline}.items())))
+        for axis in INTERACTION_AXES:
+            for other in order[axis][order[axis].index(facts[axis]) + 1:]:
+                a2 = groups.get(tuple(sorted({**facts, axis: other}.items())))
+                b2 = groups.get(tuple(sorted({**facts, axis: other, "method": baseline}.items())))
+                if b1 and a2 and b2:
+                    contrast = {"axis": axis, "a": facts[axis], "b": other, "method_b": baseline}
+                    for c in interaction(sorted(a1), sorted(b1), sorted(a2), sorted(b2), resamples=resamples):
+                        out.append(_contrast({k: v for k, v in facts.items() if k != axis}, contrast, c))
+    return out
+
+
 def _contrast(facts: dict, contrast: dict, c: dict) -> dict:
     """One comparison row: the facts of side A's models, the contrast, the difference. The keys must not
     overlap: a difference's key named like a fact once overwrote the model's method and language, and

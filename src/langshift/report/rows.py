@@ -186,14 +186,15 @@ def collapse_seeds(rows: list[dict]) -> list[dict]:
     return out
 
 
-def read_comparisons(path: str | Path) -> list[dict]:
-    """The paired comparisons a run's results.json holds (none in older runs)."""
+def read_comparisons(path: str | Path, field: str = "comparisons") -> list[dict]:
+    """The paired comparisons (or, with field="interactions", the differences of differences) a run's
+    results.json holds (none in older runs)."""
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
     doc = read_json(file)
-    comparisons = doc.get("comparisons", [])
+    comparisons = doc.get(field, [])
     if not isinstance(comparisons, list) or not all(isinstance(c, dict) for c in comparisons):
-        raise InputError(file, "expected a list of objects", field="comparisons")
+        raise InputError(file, "expected a list of objects", field=field)
     return comparisons
 
 

@@ -365,11 +365,14 @@ def fidelity_table(rows: list[dict]) -> str | None:
     """Ours, beyond the paper: response- and line-level pass rates for every trained configuration, next to
     the share of degenerate responses and the fluent pass rate (right language and not degenerate)."""
     columns = [("response", "fidelity", "response_pass_rate"), ("line", "fidelity", "line_pass_rate"),
-               ("degenerate", "degeneration", "degenerate_rate"), ("fluent", "degeneration", "fluent_pass_rate")]
+               ("degenerate", "degeneration", "degenerate_rate"), ("fluent", "degeneration", "fluent_pass_rate"),
+               ("LCPR", "confusion", "lcpr"), ("WPR Latin", "confusion", "wpr_latin")]
     return _per_config_table(rows, columns, (
         "Rates (%) ± standard error over prompts. Response: the whole response is in the prompt's language; "
         "line: every line of 5+ words (outside code, not a bare URL) is; degenerate: a repetition loop, the "
-        "prompt echoed back, or nothing; fluent: in the prompt's language and not degenerate."))
+        "prompt echoed back, or nothing; fluent: in the prompt's language and not degenerate; LCPR: the "
+        "Language Confusion Benchmark's pass rate (its fastText lid.176 procedure); WPR Latin: of the "
+        "responses passing LCB's line test, those with no English word intruding (Latin-script targets)."))
 
 
 def heldout_table(rows: list[dict]) -> str | None:
@@ -442,6 +445,50 @@ def comparison_table(comparisons: list[dict], headline_only: bool = True) -> str
                if (model, lang, axis, contrast, size, setting, t, m, ev) in by else "–" for t, m, ev in columns]
             for model, lang, axis, contrast, size, setting in lines]
     return md_table(header, _name_once(body))
+
+
+def _axis_value(axis: str, value: str) -> str:
+    return lang_name(value) if axis == "lang" else value
+
+
+def interaction_table(interactions: list[dict]) -> str | None:
+    """(A − B at one setting) − (A − B at another), one line per (setting pair, other facts), a column per
+    task headline metric and eval language: `DiD [95% CI] p` (points for rates)."""
+    from langshift.report.compare import cell
+
+    rows = [c for c in interactions if c["metric"] == TASKS[c["task"]].headline.name]
+    if not rows:
+        return None
+    columns = sorted({(c["task"], c["eval_lang"]) for c in rows},
+                     key=lambda k: (list(TASKS).index(k[0]), EVAL_LANGS.index(k[1])))
+    def line(c: dict) -> tuple:
+        other = c.get("model") if c["axis"] == "lang" else lang_name(c["lang"])
+        gain = f"{METHOD_LABEL.get(c['method'], c['method'])} − {METHOD_LABEL.get(c['method_b'], c['method_b'])}"
+        return (gain, f"{_axis_value(c['axis'], c['a'])} vs {_axis_value(c['axis'], c['b'])}", other,
+                _size_label(c.get("size")), c.get("trainable") or "–")
+    by = {(*line(c), c["task"], c["eval_lang"]): c for c in rows}
+    header = ["Gain", "Where", "Held equal", "Data size", "Trainable"] + [
+        f"{TASKS[t].short} {EVAL_LABEL[ev]}" for t, ev in columns]
+    body = [[*key] + [cell(by[(*key, t, ev)]) if (*key, t, ev) in by else "–" for t, ev in columns]
+            for key in sorted({line(c) for c in rows})]
+    return md_table(header, _name_once(body))
+
+
+def interaction_words(interactions: list[dict]) -> list[str]:
+    """The interactions on the first headline task's headline metric, in words."""
+    from langshift.report.compare import verdict
+
+    first = next((t for t in TASKS.values() if t.in_headline and not t.needs_judge), None)
+    out = []
+    for c in interactions:
+        if first and c["task"] == first.name and c["metric"] == first.headline.name:
+            gain = f"{METHOD_LABEL.get(c['method'], c['method'])} − {METHOD_LABEL.get(c['method_b'], c['method_b'])}"
+            where = "English" if c["eval_lang"] == "en" else "the target language"
+            held = c.get("model") if c["axis"] == "lang" else lang_name(c["lang"])
+            out.append(f"- {held}: " + verdict(c, f"({gain} in {_axis_value(c['axis'], c['a'])})",
+                                               f"({gain} in {_axis_value(c['axis'], c['b'])})",
+                                               f"{first.label.lower()} in {where}"))
+    return out
 
 
 def comparison_words(comparisons: list[dict]) -> list[str]:

@@ -14,7 +14,14 @@ from langshift.eval.tasks import TASKS
 from langshift.files import atomic_dir, atomic_write_text
 from langshift.report import plots
 from langshift.report.rows import collapse_seeds
-from langshift.report.tables import comparison_table, comparison_words, headline_table, paper_tables
+from langshift.report.tables import (
+    comparison_table,
+    comparison_words,
+    headline_table,
+    interaction_table,
+    interaction_words,
+    paper_tables,
+)
 
 PLOTS_DIR = "report_plots"
 
@@ -58,7 +65,7 @@ def _sources(rows: list[dict], out_dir: Path) -> list[str]:
 
 
 def render(rows: list[dict], title: str, plot_files: list[str], sources: list[str],
-           comparisons: list[dict] = ()) -> str:
+           comparisons: list[dict] = (), interactions: list[dict] = ()) -> str:
     """The markdown text; `plot_files` and `sources` are paths relative to the report."""
     lines = [f"# {title}", ""]
     if sources:
@@ -80,6 +87,13 @@ def render(rows: list[dict], title: str, plot_files: list[str], sources: list[st
                   "two-sided sign-flip permutation p-value, in points for rates (seeds and items resampled "
                   "hierarchically when there are replicate seeds).", "", table, "",
                   *comparison_words(list(comparisons)), ""]
+    if table := interaction_table(list(interactions)):
+        lines += ["## Does the gain differ? (the paper's Table 1 question)", "",
+                  "(A − B at one setting) − (A − B at the other), all else equal: a difference of differences "
+                  "over the items both settings share (the prompt sets are parallel across languages), with its "
+                  "95% paired-bootstrap CI and sign-flip p-value; replicate seeds are averaged per item first, "
+                  "so the CI holds the items' variation only.", "", table, "",
+                  *interaction_words(list(interactions)), ""]
     for heading, table in paper_tables(rows, list(comparisons)):
         lines += [f"## {heading}", "", table, ""]
     if plot_files:
@@ -94,7 +108,7 @@ def render(rows: list[dict], title: str, plot_files: list[str], sources: list[st
 
 
 def write_report(rows: list[dict], out_dir: str | os.PathLike, title: str = "langshift report",
-                 comparisons: list[dict] = ()) -> Path:
+                 comparisons: list[dict] = (), interactions: list[dict] = ()) -> Path:
     """Write OUT/report.md (title, headline, paired differences, the paper-shaped tables the rows fill,
     plot links, how to read it) and OUT/report_plots/*.png; returns the path of report.md. Replicate
     seeds are shown as their mean (`rows.collapse_seeds`)."""
@@ -105,5 +119,5 @@ def write_report(rows: list[dict], out_dir: str | os.PathLike, title: str = "lan
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report folder is for reading
         written = plots.size_curves(rows, tmp) + plots.language_bars(rows, tmp)
     plot_files = [f"{PLOTS_DIR}/{p.name}" for p in written]
-    text = render(rows, title, plot_files, _sources(rows, out_dir), comparisons)
+    text = render(rows, title, plot_files, _sources(rows, out_dir), comparisons, interactions)
     return atomic_write_text(out_dir / "report.md", text)
