@@ -8,7 +8,8 @@ degenerate). Its rules and thresholds are measured against responses labelled by
 fires is the reason):
 
   empty        the response has no word characters at all (blank, or only punctuation);
-  prompt_echo  echo_share(prompt, response) >= ECHO_MIN_SHARE over >= ECHO_MIN_WORDS words, where
+  prompt_echo  echo_share(prompt, response) >= ECHO_SURE_SHARE, or >= ECHO_MIN_SHARE in a response of
+               >= ECHO_LONG_WORDS words, where
                    echo_share = |{response words inside a word ECHO_NGRAM-gram that occurs in the prompt}|
                                 / |response words|
                over `normalized_words` (casefolded, punctuation dropped). Linear in the two lengths:
@@ -51,14 +52,16 @@ ECHO_NGRAM = 3
 # "Mostly the prompt" (docs/metrics.md: an echo is over half the text). A real answer to a word problem
 # restates its premises: the demo's written answers reach 0.53, so the line sits above that.
 ECHO_MIN_SHARE = 0.6
-# ... and a short answer that restates the question ("15% of 80 is 12": 3 of 5 words) is no echo.
-ECHO_MIN_WORDS = 6
+# ... but a short answer restates the question as it answers ("When exposed to sunlight, the skin makes
+# vitamin D"): under ECHO_LONG_WORDS words an echo must be nearly all prompt, as before the labels.
+ECHO_SURE_SHARE = 0.8
+ECHO_LONG_WORDS = 20
 # Below this, a response's prose holds about as much repetition as new text (zlib: LZ77 back-references
 # plus Huffman coding). The demo's written answers compress to 0.48 at the least (a jug puzzle's
 # "mtungi wa lita 3 ... mtungi wa lita 5"), labelled fine responses of 64 tokens to 0.53.
 REPETITIVE_MAX_RATIO = 0.45
 # zlib's header and a short text's few repeats make the ratio of a short response meaningless.
-REPETITIVE_MIN_BYTES = 100
+REPETITIVE_MIN_BYTES = 64
 
 REASONS = ("empty", "prompt_echo", "loop", "repetitive")
 
@@ -83,7 +86,7 @@ def _empty(prompt: str, response: str) -> bool:
 
 def _prompt_echo(prompt: str, response: str) -> bool:
     share = echo_share(prompt, response)
-    return share >= ECHO_MIN_SHARE and share * len(normalized_words(response)) >= ECHO_MIN_WORDS
+    return share >= ECHO_SURE_SHARE or (share >= ECHO_MIN_SHARE and len(normalized_words(response)) >= ECHO_LONG_WORDS)
 
 
 def _loop(prompt: str, response: str) -> bool:
