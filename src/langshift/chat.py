@@ -22,7 +22,9 @@ too-long prompt. A reply never runs past the context.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -316,6 +318,7 @@ class Session:
         return True
 
     def repl(self, read: Callable[[str], str] = input) -> None:
+        _take_back_ctrl_c()
         names = " vs ".join(bot.name for bot in self.bots)
         self.say(f"langshift chat: {names}. /help for commands; Ctrl-C stops a reply; Ctrl-D or /exit leaves.")
         while True:
@@ -334,6 +337,15 @@ class Session:
                 keep_going = True
             if not keep_going:
                 return
+
+
+def _take_back_ctrl_c() -> None:
+    """Ctrl-C stops a reply only if SIGINT reaches Python: a process started with it ignored (a background
+    job of a non-interactive shell, a test runner's worker) or blocked passes that on to its children, and
+    Python then keeps it ignored. The REPL is interactive by definition, so it takes the signal back."""
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 COMMANDS: dict[str, tuple[Callable[[Session, str], bool], str]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -159,8 +160,11 @@ def test_cli_prompt_answers_once(chatty):
 def _spawn(model: Path, *args: str):
     pexpect = pytest.importorskip("pexpect")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # Started with SIGINT ignored, as a background job or a test runner's worker may start it: Ctrl-C
+    # must still stop a reply (the REPL takes the signal back; a full-suite run once found it ignored).
     return pexpect.spawn(sys.executable, ["-m", "langshift.cli", "chat", str(model), "--temperature", "0.6", *args],
-                         env=env, encoding="utf-8", timeout=90, dimensions=(40, 200))
+                         env=env, encoding="utf-8", timeout=90, dimensions=(40, 200),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
 
 def test_repl_in_a_terminal(chatty):
