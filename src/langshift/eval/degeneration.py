@@ -123,15 +123,15 @@ def score_degeneration(rows: Sequence[dict]) -> list[dict]:
     items = []
     for row in rows:
         prompt, response = str(row.get("prompt") or ""), str(row.get("response") or "")
-        reason = degeneration_reason(prompt, response)
+        reason, text = degeneration_reason(prompt, response), prose(response)
         items.append(
             {
                 "id": row.get("id"),
                 "degenerate": reason is not None,
                 "reason": reason,
-                "loop_chars": loop_length(prose(response), LOOP_REPEATS),
+                "loop_chars": loop_length(text, LOOP_REPEATS),
                 "echo_share": round(echo_share(prompt, response), 4),
-                "compression": round(compression_ratio(prose(response)), 4),
+                "compression": round(compression_ratio(text), 4),
             }
         )
     return items
