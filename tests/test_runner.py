@@ -245,3 +245,23 @@ def test_a_multilingual_run_ends_with_its_report_and_model_card(tmp_path, tiny_l
     assert "**tiny · Swahili**" in report and "**tiny · German**" in report
     card = next(root.glob("train/*sw+de*/README.md")).read_text()
     assert "- sw\n- de\n- en\n" in card and "| Language fidelity | German |" in card
+
+
+def test_seeds_per_language_cuts_one_arms_replicates_and_keeps_every_other_stage(tmp_path):
+    """A grid that does not fit cuts the high-resource arm's seeds first (issue 22): the stages kept are
+    the very stages (same directories) of the run with every seed everywhere, so nothing is recomputed."""
+    both = _config(tmp_path, languages=["sw", "de"], seeds=[0, 1], out=str(tmp_path / "run"))
+    full = _dirs(load_experiment(both))
+    cut = _dirs(load_experiment(both, overrides=["seeds_per_language={de: [0]}"]))
+    assert set(cut) < set(full) and all(cut[k] == full[k] for k in cut)
+    dropped = sorted(set(full) - set(cut))
+    assert dropped and all("-de-" in k and k.endswith("-s1") for k in dropped)
+    assert not any("-sw-" in k for k in dropped)
+    for bad, field in [("seeds_per_language={fr: [0]}", "seeds_per_language"),
+                       ("seeds_per_language={de: [0, 0]}", "seeds_per_language")]:
+        with pytest.raises(InputError) as e:
+            load_experiment(both, overrides=[bad])
+        assert e.value.field.startswith(field)
+    with pytest.raises(InputError, match="needs `seeds`"):
+        load_experiment(_config(tmp_path, languages=["sw", "de"], out=str(tmp_path / "run")),
+                        overrides=["seeds_per_language={de: [0]}"])

@@ -170,6 +170,9 @@ class Experiment(Options):
     seed: int = Field(0, ge=0, description="Seed of the data split, training order and sampling.")
     seeds: list[int] | None = Field(None, min_length=1, description="Replicate training seeds: every training run "
                                     "once per seed (data order; eval sampling follows it). The data split stays `seed`'s.")
+    seeds_per_language: dict[LangCode, list[int]] = Field(
+        default_factory=dict, description="Replicate seeds of one language where it takes fewer (or others) than "
+        "`seeds`, e.g. {de: [0]} to cut a high-resource arm's replicates first when the grid does not fit.")
     jobs: int = Field(1, ge=1, description="Stages run at once, each in its own process.")
 
     @field_validator("sizes", "ablations", "train", "eval", "launcher", "executor", mode="before")
@@ -186,9 +189,25 @@ class Experiment(Options):
             raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
         return value
 
+    @field_validator("seeds_per_language")
+    @classmethod
+    def _per_language_seeds(cls, value, info):
+        """Per-language seeds refine `seeds`: without it a stage's label would change with the language."""
+        if value and not info.data.get("seeds"):
+            raise ValueError("seeds_per_language needs `seeds` (the replicate seeds of the other languages)")
+        for lang, seeds in value.items():
+            if lang not in (info.data.get("languages") or []):
+                raise ValueError(f"{lang!r} is not in `languages`")
+            if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+                raise ValueError(f"{lang}: seeds must be distinct non-negative integers, got {seeds}")
+        return value
+
     @model_validator(mode="after")
     def _multilingual(self):
-        """One model for several languages needs them, and one prompts file for its one evaluation."""
+        """One model for several languages needs them, and one prompts file for its one evaluation; it
+        trains on every language at once, so its seeds are `seeds`."""
+        if self.seeds_per_language and any(self.multilingual_options):
+            raise ValueError("seeds_per_language does not apply to a multilingual model; its seeds are `seeds`")
         if any(self.multilingual_options) and len(self.languages) < 2:
             raise ValueError("a multilingual model needs at least two `languages`")
         if any(self.multilingual_options):

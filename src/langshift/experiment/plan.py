@@ -135,10 +135,11 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
     return Stage("eval", label, inputs, spec, needs=needs, cost=EVAL_COST, facts=facts)
 
 
-def training_seeds(exp: Experiment) -> list[int]:
-    """The replicate seeds, or the one training seed (`train.seed` if given, else the run's `seed`)."""
+def training_seeds(exp: Experiment, lang: str | None = None) -> list[int]:
+    """The replicate seeds (of `lang`, where `seeds_per_language` names it), or the one training seed
+    (`train.seed` if given, else the run's `seed`)."""
     if exp.seeds:
-        return list(exp.seeds)
+        return list(exp.seeds_per_language.get(lang, exp.seeds))
     return [exp.train.seed if "seed" in exp.train.model_fields_set else exp.seed]
 
 
@@ -162,7 +163,7 @@ def plan(exp: Experiment, root: Path) -> list[Stage]:
                                       prompts=prompts))
             if False not in exp.multilingual_options:
                 continue
-            for seed in training_seeds(exp):
+            for seed in training_seeds(exp, lang):
                 trained = [(_train_stage(exp, root, model, lang, data, *variant[:4], seed, variant[4]), facts)
                            for variant, facts in _variants(exp, base_facts, seed)]
                 stages += [t for t, _ in trained]
