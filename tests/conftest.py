@@ -34,6 +34,14 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory) -> Path:
+    """A 2-layer random Gemma-3 (a sliding-window layer, window 8, then a global one), same tokenizer."""
+    from langshift.testing.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"), "gemma3")
+
+
+@pytest.fixture(scope="session")
 def chatty(tiny_llama, tmp_path_factory) -> Path:
     """The tiny Llama with an untied LM head that never ends a reply and always says something visible:
     every row but those of all-letter tokens is zero (logit 0: special tokens, EOS included,

@@ -190,10 +190,12 @@ def load_adapter(path: str | os.PathLike, **kw):
     return PeftModel.from_pretrained(model, str(p)).merge_and_unload(), tokenizer
 
 
-def save(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+def save(model, tokenizer, out_dir: str | os.PathLike, state_dict: dict | None = None) -> Path:
+    """The model (safetensors) and tokenizer in `out_dir`; `state_dict`: the weights to write instead of the
+    model's own (a sharded model's, gathered whole)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(out)
     return out
 

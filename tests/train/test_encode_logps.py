@@ -105,3 +105,24 @@ def test_frozen_and_trainable_head_gradients_match_full_logits(tiny_llama, train
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+def test_frozen_head_gradient_is_the_autograd_gradient(softcap):
+    """FrozenHeadLogps writes its gradient out (W^T (onehot - softmax), times 1 - tanh^2 under Gemma's
+    softcap): it equals autograd's through the plain chunk, and its values are the chunk's."""
+    from langshift.train.logps import FrozenHeadLogps, _chunk_logps
+
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False).requires_grad_(False)
+    head.weight.copy_(torch.randn(50, 8, generator=g) * 3)  # large logits: the softcap bites
+    hidden = torch.randn(7, 8, generator=g, dtype=torch.float32)
+    targets = torch.randint(50, (7,), generator=g)
+    weights = torch.randn(7, generator=g)
+    h1, h2 = hidden.clone().requires_grad_(True), hidden.clone().requires_grad_(True)
+    ours = FrozenHeadLogps.apply(h1, head, softcap, targets)
+    plain = _chunk_logps(head, softcap, h2, targets)
+    (ours * weights).sum().backward()
+    (plain * weights).sum().backward()
+    torch.testing.assert_close(ours, plain.detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(h1.grad, h2.grad, atol=1e-5, rtol=1e-5)

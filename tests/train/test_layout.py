@@ -1,6 +1,7 @@
 """The layout's exactness: prompts shared by their responses and rows packed without padding give every
-sequence the log-probs it gets alone (and in a padded batch), on the tiny Llama, Qwen2, Gemma, GPT-NeoX,
-GPT-2 and Mistral families; a response cannot see the other response; a model whose attention ignores
+sequence the log-probs it gets alone (and in a padded batch), on the tiny Llama, Qwen2, Gemma, Gemma-3 (a
+sliding window of 8 tokens), GPT-NeoX, GPT-2 and Mistral families; a sharded model's bins, run as one
+padded batch, give the same; a response cannot see the other response; a model whose attention ignores
 custom masks falls back to one sequence per call and says so once."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ RECORDS = [
     Record("r3", "sw", "Greet me.", "Good morning! I hope you slept well and are ready for the day.",
            "Nisalimie.", "Habari za asubuhi!"),
 ]
-FAMILIES = ("llama", "qwen2", "gemma", "gpt_neox", "gpt2", "mistral")
+FAMILIES = ("llama", "qwen2", "gemma", "gemma3", "gpt_neox", "gpt2", "mistral")
 TOL = dict(atol=1e-5, rtol=1e-5)  # fp32: per-sequence sums of log-probs
 
 
@@ -65,14 +66,43 @@ def test_shared_and_packed_equal_four_rows(family):
     with torch.no_grad():
         alone, n_alone = sequence_logps(model, seqs, ONE_PER_CALL)  # four rows, each its own call: no padding
         packed, n_packed = sequence_logps(model, seqs, plan)  # two rows per record, all in one bin
-        binned, _ = sequence_logps(model, seqs, LayoutPlan(True, 40, "sdpa"))  # many bins, some rows alone
-        unshared, _ = sequence_logps(model, seqs, LayoutPlan(False, None, "sdpa"))  # packed, not shared
+        binned, _ = sequence_logps(model, seqs, LayoutPlan(True, 40, "sdpa", plan.window))  # many bins, some rows alone
+        unshared, _ = sequence_logps(model, seqs, LayoutPlan(False, None, "sdpa", plan.window))  # packed, not shared
     padded = _padded_logps(model, seqs, tok.pad_token_id)  # four rows in one padded batch
     assert n_packed.tolist() == n_alone.tolist() == [len(s.ids) - s.prompt_len for s in seqs]
     for got in (packed, binned, unshared):
         torch.testing.assert_close(got, alone, **TOL)
         torch.testing.assert_close(got, padded, **TOL)
     assert layout(seqs, plan)["input_ids"].numel() < sum(len(s.ids) for s in seqs)  # prompts once
+
+
+@pytest.mark.parametrize("mask", ["sdpa", "eager", "none"])
+def test_stacked_bins_of_a_sharded_model_equal_the_bin_loop(family, mask, monkeypatch):
+    """Under FSDP every rank must call each layer equally often, so a sharded model's bins run as one
+    right-padded batch (`logps._stacked_hidden`): the log-probs and their gradients are the loop's."""
+    name, model, tok = family
+    seqs = _seqs(tok)
+    plan = LayoutPlan(mask != "none", None if mask == "none" else 40, mask, plan_layout(model).window)
+    if mask == "eager":
+        model.config._attn_implementation = "eager"
+    assert len(layout(seqs, plan)["bins"]) > 3  # several bins, of different widths
+
+    def run():
+        model.zero_grad()
+        got, _ = sequence_logps(model, seqs, plan)
+        got.sum().backward()
+        return got.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    try:
+        loop, loop_grads = run()
+        monkeypatch.setattr(logps_module, "is_sharded", lambda lm: True)
+        stacked, stacked_grads = run()
+    finally:
+        model.config._attn_implementation = "sdpa"
+        model.zero_grad()
+    torch.testing.assert_close(stacked, loop, **TOL)
+    for a, b in zip(stacked_grads, loop_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_a_response_cannot_see_the_other_response(family):
@@ -82,7 +112,7 @@ def test_a_response_cannot_see_the_other_response(family):
     other = Sequence(rej.ids[:rej.prompt_len] + [t + 1 if t + 1 < len(tok) else 5 for t in rej.ids[rej.prompt_len:]],
                      rej.prompt_len)
     own = Sequence(w.ids[:-2] + [(w.ids[-2] + 7) % len(tok), w.ids[-1]], w.prompt_len)
-    plan = LayoutPlan(True, None, "sdpa")
+    plan = LayoutPlan(True, None, "sdpa", plan_layout(model).window)
     with torch.no_grad():
         base, _ = sequence_logps(model, [w, rej], plan)
         other_changed, _ = sequence_logps(model, [w, other], plan)

@@ -29,7 +29,7 @@ SEED_CORPUS = [
     "def add(a, b):\n    return a + b\n",
 ]
 
-FAMILIES = ("llama", "gpt2", "qwen2", "gpt_neox", "gemma", "mistral")
+FAMILIES = ("llama", "gpt2", "qwen2", "gpt_neox", "gemma", "gemma3", "mistral")
 
 
 def make_tokenizer(out_dir: str | os.PathLike | None = None, corpus: list[str] | None = None, vocab_size: int = 400):
@@ -67,6 +67,12 @@ def make_config(family: str, vocab_size: int, *, hidden: int = 32, layers: int =
         return tf.GemmaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                               num_attention_heads=heads, num_key_value_heads=1, head_dim=hidden // heads,
                               max_position_embeddings=1024, **common)
+    if family == "gemma3":  # Gemma-3's layout in small: a sliding-window layer (window 8) before a global one
+        return tf.Gemma3TextConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                                   num_attention_heads=heads, num_key_value_heads=1, head_dim=hidden // heads,
+                                   max_position_embeddings=1024, sliding_window=8,
+                                   layer_types=["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                                for i in range(layers)], **common)
     if family == "gpt2":
         return tf.GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, n_positions=1024, **common)
     if family == "gpt_neox":

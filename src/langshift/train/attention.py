@@ -17,6 +17,10 @@ mask is built once per bin, in the format of the model's attention implementatio
 A model whose layers differ (Gemma 2/3, Qwen2 with sliding windows) gets one mask per layer type, keyed
 as its `config.layer_types` names them. A bin holding a single sequence gets no mask at all: the model's
 own causal attention is the same thing, and SDPA's causal kernel skips the upper triangle.
+
+`stacked_mask` is the same rule for several bins run as one padded batch (a sharded model's forward,
+logps.py): batch entry b is bin b, right-padded to the widest; a padding query attends to itself only,
+so no softmax row is empty, and no real query attends to padding.
 """
 
 from __future__ import annotations
@@ -68,6 +72,29 @@ def layer_kinds(config) -> set[str]:
     if types:
         return set(types)
     return {SLIDING} if getattr(config, "sliding_window", None) else {FULL}
+
+
+def stacked_mask(kind: str, bins: list[tuple[Tensor, Tensor, Tensor]], *, kinds: set[str], window: int | None,
+                 dtype):
+    """The masks of `bins` ((row, branch, pos) each) as one (n_bins, 1, T, T) batch, T the widest bin, in
+    format `kind` ("sdpa" or "eager"); a dict by layer type when the model's layers differ."""
+    width = max(row.shape[0] for row, _, _ in bins)
+    eye = torch.eye(width, dtype=torch.bool, device=bins[0][0].device)
+
+    def build(span):
+        ok = eye.repeat(len(bins), 1, 1)
+        for b, (row, branch, pos) in enumerate(bins):
+            n = row.shape[0]
+            ok[b, :n, :n] = allowed(row, branch, pos, span)
+        ok = ok[:, None]
+        if kind == "sdpa":
+            return ok
+        return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill_(~ok, torch.finfo(dtype).min)
+
+    if kind not in ("sdpa", "eager"):
+        raise ValueError(f"no stacked mask for attention implementation {kind!r}")
+    masks = {k: build(window if k == SLIDING else None) for k in kinds}
+    return masks if len(masks) > 1 else next(iter(masks.values()))
 
 
 def bin_mask(kind: str, row: Tensor, branch: Tensor, pos: Tensor, *, kinds: set[str], window: int | None, dtype):

@@ -23,9 +23,12 @@ CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 STATE = "trainer_state.json"
 # Weights as the Trainer saves them: full model (sharded or not), a PEFT adapter, FSDP or DeepSpeed state.
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
-           "pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
+           "pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "pytorch_model_fsdp.bin")
+# FSDP's sharded state (torch.distributed.checkpoint): a directory of per-rank files whose `.metadata` is
+# written last, once every rank's file is complete, so a directory without it was torn by a kill.
 WEIGHT_DIRS = ("pytorch_model_fsdp_0",)
 OPTIMIZER = ("optimizer.pt", "optimizer.bin", "optimizer_0")
+DCP_DIRS = ("pytorch_model_fsdp_0", "optimizer_0")
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -62,6 +65,9 @@ def checkpoint_problem(path: str | Path, *, with_optimizer: bool = True) -> str 
             return f"weight shard {missing[0]} is missing"
     if with_optimizer and not (names & set(OPTIMIZER) or deepspeed):
         return "no optimizer state"
+    for name in sorted(names & set(DCP_DIRS)):
+        if not (path / name / ".metadata").is_file():
+            return f"sharded state {name} has no .metadata (killed while saving)"
     return None
 
 

@@ -34,6 +34,7 @@ from langshift.train.logps import check_layout, install_logps_forward, plan_layo
 from langshift.train.objectives import METHODS, PIPELINES, Hyper
 from langshift.train.params import select_trainable, trainable_summary
 from langshift.train.reference import ReferenceCache, reference_logps
+from langshift.train.sharding import allow_fsdp_on_cpu, fsdp_requested
 from langshift.train.trainer import (
     LangshiftTrainer,
     MetricsFile,
@@ -203,6 +204,10 @@ class CLOTrainer(LangshiftTrainer):
         elif needs_ref:
             ref_model = ref_model.to(args.device).eval().requires_grad_(False)
 
+        if fsdp_requested() and (peft_config is not None or args.trainable == "lora"):
+            raise InputError("CLOConfig", "LoRA under FSDP is not rehearsed in langshift (its adapters and the "
+                             "frozen base would share shard groups): train attention-only or full under FSDP, "
+                             "or LoRA under DDP", field="trainable")
         if peft_config is not None:
             from peft import get_peft_model
 
@@ -218,6 +223,9 @@ class CLOTrainer(LangshiftTrainer):
                   f"{grad_accum} accumulated x {world} processes")
 
         self.metrics_path = Path(args.metrics_file or Path(args.output_dir) / "metrics.jsonl")
+        if allow_fsdp_on_cpu() and main:
+            print("[langshift] FSDP on CPU processes: accelerate would train DDP here; the model is sharded "
+                  "with fully_shard over gloo (langshift.train.sharding)")
         super().__init__(
             model=model, args=args, train_dataset=UnitDataset(train_units),
             eval_dataset=UnitDataset(val_units or train_units[:1]), data_collator=UnitCollator(plan),

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from langshift.models import causal_lm
-from langshift.train.attention import FULL, MASKS, SLIDING, bin_mask, layer_kinds
+from langshift.train.attention import FULL, MASKS, SLIDING, bin_mask, layer_kinds, stacked_mask
 from langshift.train.config import DEVICE_DEFAULTS
 from langshift.train.encode import Sequence
 from langshift.train.layout import LAYOUT_KEYS, LayoutPlan, layout
@@ -56,22 +56,34 @@ def _chunk_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor) -
 
 
 class FrozenHeadLogps(torch.autograd.Function):
-    """log p(target_t | h_t) through a frozen LM head, its gradient with respect to h formed in forward.
+    """log p(target_t | h_t) through a frozen linear LM head W, its gradient with respect to h formed in forward.
 
-    A token's log-prob depends on its own hidden state only, so d log p_t / d h_t (= W^T (onehot(t) -
-    softmax(W h_t)), through the softcap where there is one) is one (S, H) tensor that can be formed
-    while the logits exist; backward scales it by the incoming gradient. The logits are neither kept nor
-    recomputed, as in the fused linear cross-entropy of Liger-Kernel: forward and backward together cost
-    two passes through the head instead of the three of a checkpointed chunk."""
+    A token's log-prob depends on its own hidden state only, so its gradient is one (S, H) tensor that
+    can be formed while the logits z = W h exist:
+
+        d log p_t / d h_t = W^T (onehot(t) - softmax(z_t))                      (no softcap)
+        d log p_t / d h_t = W^T ((onehot(t) - softmax(c tanh(z_t / c))) * (1 - tanh^2(z_t / c)))   (softcap c)
+
+    Backward scales it by the incoming gradient. The logits are neither kept nor recomputed, as in the
+    fused linear cross-entropy of Liger-Kernel: forward and backward together cost two passes through the
+    head instead of the three of a checkpointed chunk. The gradient is written out, not asked of autograd:
+    a backward run inside the forward would fire FSDP's backward hooks on the head's shard group early,
+    which frees the final norm's gathered weight before the real backward reads it (a segfault on CPU)."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, head, softcap: float | None, targets: Tensor) -> Tensor:
-        with torch.enable_grad():
-            h = hidden.detach().requires_grad_(True)
-            logps = _chunk_logps(head, softcap, h, targets)
-            (grad,) = torch.autograd.grad(logps.sum(), h)
+        with torch.no_grad():
+            z = head(hidden).float()
+            squash = torch.tanh(z / softcap) if softcap else None
+            logps_all = (squash * softcap if softcap else z).log_softmax(-1)
+            logps = logps_all.gather(1, targets[:, None]).squeeze(1)
+            dz = logps_all.exp_().neg_()
+            dz.scatter_add_(1, targets[:, None], torch.ones_like(logps[:, None]))
+            if softcap:
+                dz.mul_(1 - squash.square_())
+            grad = dz.to(head.weight.dtype) @ head.weight
         ctx.save_for_backward(grad)
-        return logps.detach()
+        return logps
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -79,12 +91,18 @@ class FrozenHeadLogps(torch.autograd.Function):
         return grad * grad_out[:, None].to(grad.dtype), None, None, None
 
 
-def _head_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor) -> Tensor:
-    """Log-probs of `targets` from `hidden` through the head, by the cheapest exact path for gradients."""
+def _head_logps(head, softcap: float | None, hidden: Tensor, targets: Tensor, sharded: bool = False) -> Tensor:
+    """Log-probs of `targets` from `hidden` through the head, by the cheapest exact path for gradients.
+
+    A trainable head is checkpointed (backward recomputes its logits), except in a sharded model, whose
+    head FSDP must not meet during the backward (see `layout_logps`): its logits are kept for backward,
+    as a plain forward keeps them."""
     if not (torch.is_grad_enabled() and hidden.requires_grad):
         return _chunk_logps(head, softcap, hidden, targets)
-    if not any(p.requires_grad for p in head.parameters()):
+    if isinstance(head, torch.nn.Linear) and not any(p.requires_grad for p in head.parameters()):
         return FrozenHeadLogps.apply(hidden, head, softcap, targets)
+    if sharded:
+        return _chunk_logps(head, softcap, hidden, targets)
     return checkpoint(_chunk_logps, head, softcap, hidden, targets, use_reentrant=False)
 
 
@@ -98,20 +116,60 @@ def layout_logps(lm, batch: dict[str, Tensor], plan: LayoutPlan, chunk_tokens: i
     kinds, dtype = layer_kinds(cfg), head.weight.dtype
     ids, pos, row, branch = batch["input_ids"], batch["position_ids"], batch["row"], batch["branch"]
     bounds = batch["bins"].tolist()
-    hidden = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        mask = None if plan.mask == "none" else bin_mask(
-            plan.mask, row[start:end], branch[start:end], pos[start:end], kinds=kinds, window=plan.window, dtype=dtype)
-        out = decoder(input_ids=ids[None, start:end], position_ids=pos[None, start:end], attention_mask=mask,
-                      use_cache=False)
-        hidden.append(out.last_hidden_state[0])
-    hidden = torch.cat(hidden) if len(hidden) > 1 else hidden[0]
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    sharded = is_sharded(lm)
+    if len(spans) > 1 and sharded:
+        hidden = _stacked_hidden(decoder, plan, ids, pos, row, branch, spans, kinds, dtype)
+    else:
+        hidden = []
+        for start, end in spans:
+            mask = None if plan.mask == "none" else bin_mask(plan.mask, row[start:end], branch[start:end],
+                                                             pos[start:end], kinds=kinds, window=plan.window, dtype=dtype)
+            out = decoder(input_ids=ids[None, start:end], position_ids=pos[None, start:end], attention_mask=mask,
+                          use_cache=False)
+            hidden.append(out.last_hidden_state[0])
+        hidden = torch.cat(hidden) if len(hidden) > 1 else hidden[0]
     h, targets, seq = hidden[batch["score_from"]], batch["score_token"], batch["score_seq"]
     sums = torch.zeros(batch["n_tokens"].shape[0], dtype=torch.float32, device=ids.device)
+    if sharded:
+        # One head call per forward on every rank. Each call of a trainable head is met again in FSDP's
+        # backward (the head's shard group is gathered for it, then freed), so ranks with different numbers
+        # of chunks would gather different groups at the same moment: a collective mismatch.
+        chunk_tokens = max(1, h.shape[0])
     for start in range(0, h.shape[0], chunk_tokens):
-        logps = _head_logps(head, softcap, h[start:start + chunk_tokens], targets[start:start + chunk_tokens])
+        logps = _head_logps(head, softcap, h[start:start + chunk_tokens], targets[start:start + chunk_tokens], sharded)
         sums = sums.index_add(0, seq[start:start + chunk_tokens], logps)
     return sums, batch["n_tokens"]
+
+
+def is_sharded(lm) -> bool:
+    """Whether `lm` is sharded by FSDP2 (`fully_shard`): each call of a sharded layer all-gathers its weights,
+    a collective every rank must join, so every rank must call each layer equally often."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(lm, FSDPModule) or any(isinstance(m, FSDPModule) for m in lm.modules())
+
+
+def _stacked_hidden(decoder, plan: LayoutPlan, ids, pos, row, branch, spans, kinds, dtype) -> Tensor:
+    """The bins' last hidden states from ONE decoder call, bin b as batch entry b, right-padded.
+
+    A sharded model needs this: the number of bins follows the data, so a per-bin loop would have ranks
+    all-gather a layer's shards a different number of times, and the collectives would no longer match
+    (gloo aborts; NCCL hangs). One call per forward on every rank keeps them in step, at the cost of padding
+    the bins to the widest. Padding tokens (id and position 0) attend to themselves and are dropped."""
+    width = max(end - start for start, end in spans)
+    n = len(spans)
+    pad_ids, pad_pos = ids.new_zeros((n, width)), pos.new_zeros((n, width))
+    for b, (start, end) in enumerate(spans):
+        pad_ids[b, :end - start], pad_pos[b, :end - start] = ids[start:end], pos[start:end]
+    if plan.mask == "none":  # one sequence per bin: a plain padding mask is the whole rule
+        lengths = torch.tensor([end - start for start, end in spans], device=ids.device)
+        mask = (torch.arange(width, device=ids.device)[None, :] < lengths[:, None]).long()
+    else:
+        mask = stacked_mask(plan.mask, [(row[s:e], branch[s:e], pos[s:e]) for s, e in spans], kinds=kinds,
+                            window=plan.window, dtype=dtype)
+    out = decoder(input_ids=pad_ids, position_ids=pad_pos, attention_mask=mask, use_cache=False).last_hidden_state
+    return torch.cat([out[b, :end - start] for b, (start, end) in enumerate(spans)])
 
 
 def sequence_logps(lm, seqs: list[Sequence], plan: LayoutPlan, device=None) -> tuple[Tensor, Tensor]:

@@ -78,12 +78,18 @@ def train_stage(cfg: TrainConfig, method_name: str, model_path: str, gguf_file: 
     trainer = CLOTrainer(model_path, args, train_dataset=train_records, eval_dataset=val_records,
                          callbacks=list(callbacks))
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
+    # A sharded model's weights are gathered whole by every rank together (a collective), then written by
+    # the first: a rank that skipped the gather would leave the others waiting on it.
+    full = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    if full:  # gathered copies no longer share storage: drop the tied ones, as an unsharded save does
+        for tied in getattr(trainer.model, "all_tied_weights_keys", None) or {}:
+            full.pop(tied, None)
     if trainer.is_world_process_zero():
         final = trainer.model
         if cfg.trainable == "lora":
             final.save_pretrained(out / "adapter")
             final = final.merge_and_unload()
-        models.save(final, trainer.processing_class, out)
+        models.save(final, trainer.processing_class, out, state_dict=full)
     return {**trainer.facts, "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_eval_loss": trainer.state.best_metric}
 

@@ -210,6 +210,16 @@ class LangshiftTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # our loss is already a mean: let Trainer divide by GA steps
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        # Every rank makes the checkpoint directory first. transformers (5.x) decides whether the best
+        # checkpoint exists right after `save_model`, before the optimizer save that, under FSDP's
+        # SHARDED_STATE_DICT, writes the checkpoint's first file: each rank then answered as its timing
+        # fell, a rank that saw no best checkpoint skipped the collective load of it at the end, and the
+        # others waited for it forever.
+        if output_dir is not None:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+        return super().save_model(output_dir, _internal_call)
+
     def _get_train_sampler(self, *args, **kw):
         units = self.train_dataset.units
         return LengthGroupedSampler([u.length for u in units], self.args.per_device_train_batch_size, self.args.seed)

@@ -1,0 +1,54 @@
+"""FSDP2 on CPU processes: what accelerate leaves out, so the GPU user's launch can be rehearsed here.
+
+    accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 2 --mixed_precision no \\
+        -m langshift.cli train ...
+
+runs the GPU user's config file on 2 CPU processes (gloo). accelerate (1.16) picks FSDP only for an
+accelerator device (`AcceleratorState`: MULTI_GPU, MULTI_XPU, ...); on CPU processes it keeps
+MULTI_CPU, and the Trainer then wraps the model in DDP without a word, so a "sharded" rehearsal would
+test DDP. PyTorch's FSDP2 (`fully_shard`) itself runs on CPU over gloo. `allow_fsdp_on_cpu` makes the
+one decision accelerate withholds: when the launch asked for FSDP (`ACCELERATE_USE_FSDP`) and the
+processes are CPU ones, the state becomes FSDP with the launch's plugin, and everything after it
+(`fsdp2_prepare_model`, sharded checkpoints, the gathered state dict) is accelerate's own code.
+
+What FSDP asks of langshift's own forward is in logps.py (one decoder call per forward on every rank;
+the frozen head's gradient written out rather than taken by an inner backward).
+"""
+
+from __future__ import annotations
+
+import os
+
+_PATCHED = False
+
+
+def fsdp_requested() -> bool:
+    """Whether `accelerate launch` was asked for FSDP (its config file, or --use_fsdp)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("true", "1")
+
+
+def allow_fsdp_on_cpu() -> bool:
+    """Let an FSDP launch on CPU processes run FSDP (see the module's docstring). Idempotent; returns
+    whether the patch is in place. A no-op where FSDP was not asked for or a GPU is present."""
+    global _PATCHED
+    import torch
+
+    if _PATCHED:
+        return True
+    if not fsdp_requested() or torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return False
+    from accelerate import state
+    from accelerate.utils import DistributedType
+
+    original = state.AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+            state.PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    state.AcceleratorState.__init__ = init
+    _PATCHED = True
+    return True
