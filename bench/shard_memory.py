@@ -20,9 +20,11 @@ sequences per record), the CUDA context (~0.5-1 GiB), allocator fragmentation; C
 log-probs come from a pre-pass cache, so no reference model is resident. The fit column therefore
 says whether the states leave at least `--headroom` of the GPU for activations.
 
-Status: the formula has not yet been checked against a sharded run (issue: the multi-GPU path rehearsed
-on CPU); `tests/bench/test_shard_memory.py` checks the DDP side against the bytes a real AdamW step
-allocates on a tiny model.
+Checked against sharded runs: `tests/train/test_fsdp.py` trains a tiny Llama and a tiny Gemma-3 under
+FSDP2 on 2 CPU processes (attention-only and full, fp32) and finds each rank holding exactly 4P/N, 4T/N and
+8T/N bytes of parameters, gradients and Adam moments, and one process exactly the DDP side's 4P, 4T, 8T
+(`tests/bench/test_shard_memory.py` checks that side against a real AdamW step as well). The bf16
+working copies and activations are not measured there.
 """
 
 from __future__ import annotations

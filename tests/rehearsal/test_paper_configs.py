@@ -8,13 +8,13 @@ backend) -> evaluation (belebele / mmmlu / fidelity / the pairwise judge) -> the
 tables. Models and datasets are the tiny stand-ins of `langshift.testing.hub` under the configs' exact
 hub ids, read offline (HF_HUB_OFFLINE=1) through `from_pretrained` / `load_dataset`; the translator of
 the evaluation prompts and the judge are the real llama.cpp server on loopback (`llm_server`, SmolLM2).
-Nothing may reach the network (`no_network`, which guards the `accelerate launch` workers of Table 5
+Nothing may reach the network (`no_network`, which guards the `accelerate launch` workers of Tables 4 and 5
 too); those workers read the same stand-ins through the environment they inherit.
 The configs' own key variable (OPENAI_API_KEY) holds a canary that no file of the run may contain.
 
 What this shows: the configs' wiring, hub ids, dataset configs, splits and column schemas, and that every
 stage runs. What it cannot show: model quality (the models are random, the numbers noise), GPU speed and
-memory, vLLM, multi-GPU (DDP over 2 CPU processes is the closest), the real judge's and translator's
+memory, vLLM, multi-GPU (DDP and FSDP2 over 2 CPU processes are the closest), the real judge's and translator's
 behaviour (see the README's "Rehearsal").
 
 Coverage plan (Table 1 alone is 5 models x 6 languages x 3 methods; the whole rehearsal must fit a few
@@ -24,7 +24,7 @@ languages chosen so that, across the configs, every model id, every language and
     config                     models                    languages   methods                      notes
     table1_2_alpaca_belebele   qwen-2.5-3b               de id yo    sft sft+dpo clo              alpaca, belebele
     table3_mmmlu               llama-2-13b mistral-7b    zh          sft sft+dpo clo sft-eng sft-tgt
-    table4_attention_vs_full   llama-2-7b                ko          sft clo x attention/full
+    table4_attention_vs_full   llama-2-7b                ko          sft clo x attention/full     accelerate FSDP2
     table5_nll_ablation        llama-3-8b                sw          sft clo x NLL target/both    accelerate DDP
     figure3_data_size          llama-3-8b                zh          sft clo x sizes 4, 8
 
@@ -102,7 +102,7 @@ class Plan:
 
 
 PYTHON_LAUNCHER = ("launcher.kind=python", "the recipe in this process: `accelerate launch` costs two process "
-                   "start-ups per training stage here, and runs for real in Table 5")
+                   "start-ups per training stage here, and runs for real in Tables 4 and 5")
 PLANS = {
     "table1_2_alpaca_belebele.yaml": Plan(
         ("qwen-2.5-3b",), ("de", "id", "yo"),
@@ -114,7 +114,8 @@ PLANS = {
     "table4_attention_vs_full.yaml": Plan(
         # Table 1's SFT column: full fine-tuning judged against the attention-only SFT baseline
         ("llama-2-7b",), ("ko",), {"Table 1 shape": ("sft", "clo"), "Table 4 shape": ("sft", "clo")},
-        (("launcher.kind=python", "FSDP shards over GPUs; accelerate on CPU runs in Table 5 (DDP)"),)),
+        (("launcher.num_processes=2", "2 CPU processes (FSDP2 over gloo) for the 8 GPUs of fsdp.yaml"),),
+        accelerate=True),
     "table5_nll_ablation.yaml": Plan(
         ("llama-3-8b",), ("sw",), {"Table 1 shape": ("clo",), "Table 5 shape": ("clo",)},
         (("launcher.num_processes=2", "2 CPU processes (DDP over gloo) for the 8 GPUs of ddp.yaml"),),
@@ -277,6 +278,11 @@ def test_paper_config_runs_end_to_end_offline(name, tmp_path, llm_server, offlin
     assert all([st["method"] for st in t["stages"]] == ["sft", "dpo"] for t in pipelines)
     processes = {st["processes"] for t in trains for st in t["stages"]}
     assert processes == ({2} if plan.accelerate else {1})
+    launched = yaml.safe_load((ROOT / raw["launcher"]["config_file"]).read_text())["distributed_type"] \
+        if plan.accelerate else "NO"
+    # what ran is what the accelerate file asked for (FSDP stays FSDP on CPU processes: train/sharding.py)
+    assert {st["distributed"] for t in trains for st in t["stages"]} == \
+        {{"MULTI_GPU": "MULTI_CPU"}.get(launched, launched)}
 
     # results: every model, language and method evaluated; the paper's tables hold numbers
     rows = json.loads((out / "results.json").read_text())["rows"]

@@ -19,6 +19,7 @@ About 2 minutes on 2 idle cores.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,6 +35,10 @@ from langshift.records import save_records
 from test_ddp import _records  # noqa: E402 - tests/train is on sys.path (pytest's prepend import mode)
 
 HERE = Path(__file__).parent
+_spec = importlib.util.spec_from_file_location("shard_memory", HERE.parents[1] / "bench" / "shard_memory.py")
+shard_memory = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("shard_memory", shard_memory)  # its dataclasses look their module up
+_spec.loader.exec_module(shard_memory)
 FSDP_CONFIG = HERE.parents[1] / "configs" / "accelerate" / "fsdp.yaml"
 TOL = 1e-4
 CASES = [("clo", "attention"), ("clo", "full"), ("sft", "attention")]
@@ -102,9 +107,17 @@ def test_fsdp2_on_two_cpu_processes_equals_one_process(tiny_llama, tiny_gemma3, 
         ranks = [json.loads((b / f"probe.rank{r}.json").read_text()) for r in (0, 1)]
         assert not one["fsdp"] and all(r["fsdp"] and r["world"] == 2 for r in ranks), ranks
         for key in ("param_bytes", "grad_bytes", "optimizer_bytes"):
-            # each rank holds its shard: about half (a shard rounds up to whole rows)
-            assert all(0.4 * one[key] <= r[key] <= 0.6 * one[key] for r in ranks), (b.name, key, one[key], ranks)
+            # each rank holds its shard: half (every dimension here is even), the two shards the whole
+            assert ranks[0][key] + ranks[1][key] == one[key] and 0.4 * one[key] <= ranks[0][key] <= 0.6 * one[key], \
+                (b.name, key, one[key], ranks)
         assert one["grad_bytes"] == one["trainable_bytes"] and one["optimizer_bytes"] == 2 * one["trainable_bytes"]
+        # bench/shard_memory.py's FSDP2 and DDP bytes per rank are what the runs held (fp32, no mixed precision)
+        config = json.loads((Path(single["train"]["model"]) / "config.json").read_text())
+        counts = shard_memory.counts(config, single["train"]["trainable"])
+        fsdp, ddp = shard_memory.fsdp2(counts, 2), shard_memory.ddp(counts)
+        assert (fsdp.params, fsdp.grads, fsdp.optimizer) == tuple(
+            ranks[0][k] for k in ("param_bytes", "grad_bytes", "optimizer_bytes"))
+        assert (ddp.params, ddp.grads, ddp.optimizer) == tuple(one[k] for k in ("param_bytes", "grad_bytes", "optimizer_bytes"))
 
     # the reference pass ran once, on rank 0, per base model (the second CLO run of a model reads the cache)
     for m in models:
@@ -159,3 +172,21 @@ def _assert_close_tree(a, b, path="heldout_nll") -> int:
         assert b == pytest.approx(a, abs=1e-3), path
         return 1
     return 0
+
+
+@pytest.mark.parametrize(("env", "options", "field"), [
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, {}, "distributed_type"),
+    ({"ACCELERATE_USE_FSDP": "true"}, {"trainable": "lora"}, "trainable"),
+])
+def test_unrehearsed_sharding_is_refused_by_name(tiny_llama, tmp_path, monkeypatch, env, options, field):
+    """DeepSpeed ZeRO-3 (its partitioned weights break the reference pass: deepspeed_zero3.yaml says what was
+    tried) and LoRA under FSDP fail at once with the option to change, not deep inside a launch."""
+    from langshift import CLOConfig, CLOTrainer
+    from langshift.files import InputError
+
+    args = CLOConfig(output_dir=str(tmp_path / "out"), **options)  # before: TrainingArguments would want deepspeed
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(InputError) as e:
+        CLOTrainer(str(tiny_llama), args, train_dataset=_records(4))
+    assert e.value.field == field

@@ -34,7 +34,7 @@ from langshift.train.logps import check_layout, install_logps_forward, plan_layo
 from langshift.train.objectives import METHODS, PIPELINES, Hyper
 from langshift.train.params import select_trainable, trainable_summary
 from langshift.train.reference import ReferenceCache, reference_logps
-from langshift.train.sharding import allow_fsdp_on_cpu, fsdp_requested
+from langshift.train.sharding import allow_fsdp_on_cpu, fsdp_requested, zero3_requested
 from langshift.train.trainer import (
     LangshiftTrainer,
     MetricsFile,
@@ -156,6 +156,11 @@ class CLOTrainer(LangshiftTrainer):
                              "langshift.train.recipe.train", field="method")
         if train_dataset is None:
             raise InputError("CLOTrainer", "missing: the training records", field="train_dataset")
+        if zero3_requested():
+            raise InputError("accelerate config", "DeepSpeed ZeRO-3 is not supported yet: it partitions the weights "
+                             "at load, and the reference pass, layout check and weight fingerprint need them whole "
+                             "(configs/accelerate/deepspeed_zero3.yaml says what was tried). Shard with FSDP2: "
+                             "--config_file configs/accelerate/fsdp.yaml", field="distributed_type")
         method = METHODS[args.method]
         progress = not args.disable_tqdm
         model, processing_class, base = self._load(model, processing_class, args)
@@ -237,7 +242,8 @@ class CLOTrainer(LangshiftTrainer):
         self.facts = {
             "method": args.method, "base_model": base, "base_fingerprint": fingerprint,
             "train_records": len(train_records), "val_records": len(val_records), "units": len(train_units),
-            "processes": world, "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
+            "processes": world, "distributed": str(self.accelerator.distributed_type.value),
+            "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
             "layout": {"share_prompts": plan.share, "bin_tokens": plan.bin_tokens, "mask": plan.mask,
                        **({"fallback": plan.why} if plan.why else {})},
             "trainable": share, "truncation": encoder.report.as_dict(), "chat_format": fmt.source,

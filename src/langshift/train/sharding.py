@@ -27,6 +27,13 @@ def fsdp_requested() -> bool:
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("true", "1")
 
 
+def zero3_requested() -> bool:
+    """Whether `accelerate launch` was asked for DeepSpeed ZeRO-3 (refused: configs/accelerate/deepspeed_zero3.yaml
+    says why)."""
+    return (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("true", "1")
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+
+
 def allow_fsdp_on_cpu() -> bool:
     """Let an FSDP launch on CPU processes run FSDP (see the module's docstring). Idempotent; returns
     whether the patch is in place. A no-op where FSDP was not asked for or a GPU is present."""
@@ -45,7 +52,10 @@ def allow_fsdp_on_cpu() -> bool:
     def init(self, *args, fsdp_plugin=None, **kwargs):
         original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            # what AcceleratorState's own FSDP branch does for an accelerator
             self.distributed_type = DistributedType.FSDP
+            if self._mixed_precision != "no":
+                fsdp_plugin.set_mixed_precision(self._mixed_precision)
             self.fsdp_plugin = fsdp_plugin
             state.PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
