@@ -265,3 +265,22 @@ def test_seeds_per_language_cuts_one_arms_replicates_and_keeps_every_other_stage
     with pytest.raises(InputError, match="needs `seeds`"):
         load_experiment(_config(tmp_path, languages=["sw", "de"], out=str(tmp_path / "run")),
                         overrides=["seeds_per_language={de: [0]}"])
+
+
+def test_stage_keys_do_not_depend_on_where_langshift_is_installed(tmp_path, monkeypatch):
+    """The packaged demo BELEBELE/MMMLU sets enter an evaluation's key by their content, not their path: a
+    second checkout (or a new machine) sharing the `stages:` directory reuses every stage."""
+    import shutil
+
+    from langshift.data import seed
+
+    here = _dirs(load_experiment(DEMO, overrides=[f"out={tmp_path}"]))
+    moved = tmp_path / "elsewhere" / "demo"
+    shutil.copytree(seed.demo_dir(), moved)
+    monkeypatch.setattr(seed, "demo_dir", lambda: moved)
+    exp = load_experiment(DEMO, overrides=[f"out={tmp_path}"])
+    assert _dirs(exp) == here
+    assert any(str(moved) in json.dumps(s.spec) for s in plan(exp, Path(exp.out)))  # the run reads the files there
+    (moved / "belebele.jsonl").write_text((moved / "belebele.jsonl").read_text()[:-200])  # a changed set
+    changed = _dirs(load_experiment(DEMO, overrides=[f"out={tmp_path}"]))
+    assert {k for k in here if changed[k] != here[k]} == {k for k in here if k.startswith("eval:")}

@@ -27,7 +27,7 @@ import yaml
 
 from langshift.experiment.config import Experiment, ModelEntry
 from langshift.experiment.rendezvous import machine_args
-from langshift.files import stable_hash, write_json
+from langshift.files import file_hash, stable_hash, write_json
 from langshift.train.objectives import METHODS, PIPELINES
 
 EVAL_COST = 100  # an evaluation weighs about as much as training on 100 sequences (for ordering only)
@@ -117,16 +117,20 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
     options = {"lang": lang, "tasks": list(exp.eval.tasks), "model_name": label, "seed": seed, **settings}
     if exp.seeds:
         options["seed"] = seed  # replicate seeds: sampling follows the training seed
+    packaged = {}
     for key in ("belebele", "mmmlu"):  # the packaged demo sets stand in for the hub's with demo data
         if options.get(key, "demo" if demo else None) == "demo":
             from langshift.data.seed import demo_dir
 
-            options[key] = str(demo_dir() / f"{key}.jsonl")
+            path = demo_dir() / f"{key}.jsonl"
+            options[key] = str(path)
+            # named by content, not by where langshift is installed: another checkout reuses the stage
+            packaged[key] = f"langshift demo {path.name} {file_hash(path)}"
     if options.get("prompts") == "demo":
         options["prompts"] = None  # the suite's default: the packaged demo prompts
     from langshift.eval.tasks import TASKS
 
-    identity = {**options, "tasks": [t for t in options["tasks"] if TASKS[t].stage_identity]}
+    identity = {**options, **packaged, "tasks": [t for t in options["tasks"] if TASKS[t].stage_identity]}
     inputs = {"eval": {**identity, **({"prompts": stable_hash(prompts[0].inputs)} if prompts else {})},
               "model": produced_by, "baseline": str(baseline) if baseline else None}
     spec = {"eval": {**options, "model": model_dir, "gguf_file": gguf_file, "train_data": train_data},
