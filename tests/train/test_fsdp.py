@@ -29,10 +29,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_ddp import _records  # noqa: E402 - tests/train is on sys.path (pytest's prepend import mode)
 
 from langshift.records import save_records
-
-from test_ddp import _records  # noqa: E402 - tests/train is on sys.path (pytest's prepend import mode)
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("shard_memory", HERE.parents[1] / "bench" / "shard_memory.py")
