@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_ddp import _records  # noqa: E402 - tests/train is on sys.path (pytest's prepend import mode)
+from test_ddp import _records  # tests/train is on sys.path (pytest's prepend import mode)
 
 from langshift.records import save_records
 
