@@ -10,6 +10,7 @@ EXPECTED = {  # what the structural search must find per layer, by family
     "mistral": {"q_proj", "k_proj", "v_proj", "o_proj"},
     "qwen2": {"q_proj", "k_proj", "v_proj", "o_proj"},
     "gemma": {"q_proj", "k_proj", "v_proj", "o_proj"},
+    "gemma3": {"q_proj", "k_proj", "v_proj", "o_proj"},
     "gpt2": {"c_attn", "c_proj"},
     "gpt_neox": {"query_key_value", "dense"},
 }

@@ -11,8 +11,16 @@ one decision accelerate withholds: when the launch asked for FSDP (`ACCELERATE_U
 processes are CPU ones, the state becomes FSDP with the launch's plugin, and everything after it
 (`fsdp2_prepare_model`, sharded checkpoints, the gathered state dict) is accelerate's own code.
 
-What FSDP asks of langshift's own forward is in logps.py (one decoder call per forward on every rank;
-the frozen head's gradient written out rather than taken by an inner backward).
+Attention-only training under FSDP2: frozen and trainable parameters share a unit (one `fully_shard` per
+decoder layer, the config's TRANSFORMER_BASED_WRAP), and that is the choice made here. FSDP2 keeps each
+parameter a DTensor with its own `requires_grad` (what FSDP1 needed `use_orig_params=True` for), so a
+layer's frozen norms and MLP are sharded with its trainable attention and only the trainable ones get
+gradients and Adam moments; wrapping the attention blocks as units of their own would gather the same
+bytes in more collectives and save nothing. Per rank that is P/N parameters, T/N gradients and 2T/N Adam
+moments in fp32 against DDP's P, T and 2T (bench/shard_memory.py; measured in tests/train/test_fsdp.py).
+
+What FSDP asks of langshift's own forward is in logps.py (one decoder call and one head call per forward
+on every rank; the frozen head's gradient written out rather than taken by an inner backward).
 """
 
 from __future__ import annotations
