@@ -20,12 +20,11 @@ has a 262k vocabulary, and smollm2 = SmolLM2-135M, 49k) it times, median of `--r
      one piece with autograd (`head(h).float().log_softmax(-1).gather(...)`, then backward). Before any
      timing counts, both must give the same log-probs (per sequence, within 1e-4 per token) and the same
      gradient w.r.t. the hidden states (max difference within 1e-4 of its largest entry): the script
-     fails otherwise. Memory: each path runs once more in a fresh process that loads only the head's
-     weight and the hidden states; after a warm-up pass on 8 tokens (the libraries' one-time buffers), its
+     fails otherwise. Memory: each path runs once more in a fresh process that loads the model (for its
+     head) and the hidden states; after a warm-up pass on 8 tokens (the libraries' one-time buffers), its
      peak RSS during the head's forward + backward (VmHWM reset through /proc/self/clear_refs, as
      bench/train_step.py does) minus its RSS just before = what the head's pass holds at its peak
-     (logits, softmax, gradients). `logits_mb_*` is the size of the
-     largest fp32 logits tensor of each path, for reference.
+     (logits, softmax, gradients). `logits_mb_*`: the largest fp32 logits tensor of each path, for reference.
 
 The load average is recorded before and after; `quiet` = the 1-minute load was below 0.5 at the start
 (otherwise timings are inflated by other jobs). Prints a summary per model, then one JSON line
@@ -168,7 +167,7 @@ def measure(model, tok, records, repeats: int = 3, chunk_tokens: int | None = No
             max_length: int = 3000) -> dict:
     """Time one attention-only CLO micro-batch of `records` on `model` split into body and head, and our head
     path against the naive one (checked equal first; HeadMismatch otherwise). Medians over `repeats`.
-    `hidden_out`: also save the head's weight and the scored hidden states there (for `head_memory`)."""
+    `hidden_out`: also save the scored hidden states there (for `head_memory`)."""
     import torch
 
     from langshift.models import causal_lm
@@ -208,6 +207,8 @@ def measure(model, tok, records, repeats: int = 3, chunk_tokens: int | None = No
                                                               chunk_tokens)
         for k, v in zip(keys, (t1 - t0, head_f, head_b, t3 - t2, naive_f, naive_b), strict=True):
             times[k].append(v)
+        print(f"[bench] repeat {r + 1}/{repeats}: " + "  ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
+              file=sys.stderr, flush=True)
         if r == 0:  # before any timing is reported: all paths compute the same thing
             per_token = batch["n_tokens"].clamp(min=1)
             diffs = {
@@ -218,10 +219,10 @@ def measure(model, tok, records, repeats: int = 3, chunk_tokens: int | None = No
                 "grad_chunked_vs_naive": check_close("gradient w.r.t. the hidden states, chunked vs naive", grad,
                                                      naive_grad, GRAD_TOL, scale=naive_grad.abs().max()),
             }
-            if hidden_out is not None:
-                torch.save({"weight": head.weight.detach(), "hidden": hidden.detach(), "softcap": softcap,
-                            "score_token": batch["score_token"], "score_seq": batch["score_seq"],
-                            "weights": weights, "chunk_tokens": chunk_tokens}, hidden_out)
+            if hidden_out is not None:  # a few MB: the head's weight is loaded again with the model
+                torch.save({"hidden": hidden.detach(), "softcap": softcap, "score_token": batch["score_token"],
+                            "score_seq": batch["score_seq"], "weights": weights, "chunk_tokens": chunk_tokens},
+                           hidden_out)
         del hidden, grad, naive_grad
     model.zero_grad(set_to_none=True)
 
@@ -268,15 +269,14 @@ def measure(model, tok, records, repeats: int = 3, chunk_tokens: int | None = No
     }
 
 
-def head_memory(path: str | Path, variant: str) -> dict:
-    """Peak extra RSS (MB) of one head forward + backward of `variant` on the hidden states saved by `measure`
-    (`hidden_out`); run it in a fresh process, so that nothing freed earlier is reused."""
+def head_memory(path: str | Path, variant: str, head) -> dict:
+    """Peak extra RSS (MB) of one forward + backward of `variant` through the frozen linear `head` on the
+    hidden states `measure` saved (`hidden_out`); run it in a fresh process, so that nothing freed earlier
+    is reused."""
     import torch
 
     ts = _bench_module("train_step")
     saved = torch.load(path, weights_only=True)
-    head = torch.nn.Linear(saved["weight"].shape[1], saved["weight"].shape[0], bias=False)
-    head.weight = torch.nn.Parameter(saved.pop("weight"), requires_grad=False)
     batch = {"score_token": saved["score_token"], "score_seq": saved["score_seq"]}
     # a few tokens first: the libraries' one-time buffers (thread pools, matmul workspaces) are not the head's
     few = {k: v[:8] for k, v in batch.items()}
@@ -284,16 +284,26 @@ def head_memory(path: str | Path, variant: str) -> dict:
     base = ts.rss_kb()
     exact = ts.reset_peak()
     t = time.perf_counter()
-    sums, grad, _, _ = head_pass(variant, head, saved["softcap"], saved["hidden"], batch, saved["weights"],
-                                 saved["chunk_tokens"])
+    head_pass(variant, head, saved["softcap"], saved["hidden"], batch, saved["weights"], saved["chunk_tokens"])
     wall = time.perf_counter() - t
     return {"variant": variant, "peak_delta_mb": (ts.peak_kb() - base) / 1024, "base_mb": base / 1024,
             "peak_exact": exact, "wall_s": wall}
 
 
-def spawn_memory(path: Path, variant: str, threads: int) -> dict:
+def memory_worker(model_ref: str, path: str, variant: str) -> dict:
+    """`head_memory` in this (fresh) process, with the head of `model_ref` loaded as `measure` loads it."""
+    from langshift import models
+    from langshift.models import causal_lm
+
+    model, _ = models.load(model_ref, dtype="float32")
+    model.requires_grad_(False)  # attention-only training: the head is frozen
+    return head_memory(path, variant, causal_lm(model).get_output_embeddings())
+
+
+def spawn_memory(model_ref: str, path: Path, variant: str, threads: int) -> dict:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, __file__, "--worker", variant, "--saved", str(path), "--threads", str(threads)]
+    cmd = [sys.executable, __file__, "--worker", variant, "--saved", str(path), "--model", model_ref,
+           "--threads", str(threads)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode:
         raise SystemExit(f"{variant} memory worker failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -312,7 +322,7 @@ def run_model(name: str, n_records: int, repeats: int, threads: int) -> dict:
         saved = Path(work) / "head.pt"
         res = measure(model, tok, records, repeats, hidden_out=saved)
         del model
-        mem = {v: spawn_memory(saved, v, threads) for v in VARIANTS}
+        mem = {v: spawn_memory(name, saved, v, threads) for v in VARIANTS}
     res.update({
         "model": name,
         "load_s": load_s,
@@ -368,7 +378,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     if a.worker:
-        print(json.dumps(head_memory(a.saved, a.worker)))
+        print(json.dumps(memory_worker(a.model[0], a.saved, a.worker)))
         return
     names = [m.strip() for arg in (a.model or [",".join(MODELS)]) for m in arg.split(",") if m.strip()]
     load_before = os.getloadavg()

@@ -50,7 +50,7 @@ def test_measure_on_a_tiny_model(head_cost, loaded, tmp_path):
     assert all(0 <= d <= head_cost.LOGP_TOL for d in r["max_diff"].values())
     # the memory worker's function, here in-process: a peak and the same head pass on the saved states
     for variant in head_cost.VARIANTS:
-        mem = head_cost.head_memory(saved, variant)
+        mem = head_cost.head_memory(saved, variant, model.get_output_embeddings())
         assert mem["variant"] == variant and mem["peak_delta_mb"] >= 0 and mem["wall_s"] > 0
 
 
