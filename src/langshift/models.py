@@ -195,7 +195,7 @@ def save(model, tokenizer, out_dir: str | os.PathLike, state_dict: dict | None =
     model's own (a sharded model's, gathered whole)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     return out
 

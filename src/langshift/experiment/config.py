@@ -151,6 +151,11 @@ class ExperimentEval(EvalSettings):
                                      description="Keyword options of the evaluation prompts' translator.")
 
 
+def _check_seeds(seeds: list[int], what: str) -> None:
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"{what} must be distinct non-negative integers, got {seeds}")
+
+
 class Experiment(Options):
     name: str = Field("", description="Run name (default: the config file's name).")
     out: str = Field("", description="Run directory (default: runs/<name>).")
@@ -185,8 +190,8 @@ class Experiment(Options):
     @field_validator("seeds")
     @classmethod
     def _distinct(cls, value):
-        if value is not None and (len(set(value)) != len(value) or min(value) < 0):
-            raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
+        if value is not None:
+            _check_seeds(value, "seeds")
         return value
 
     @field_validator("seeds_per_language")
@@ -198,8 +203,7 @@ class Experiment(Options):
         for lang, seeds in value.items():
             if lang not in (info.data.get("languages") or []):
                 raise ValueError(f"{lang!r} is not in `languages`")
-            if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-                raise ValueError(f"{lang}: seeds must be distinct non-negative integers, got {seeds}")
+            _check_seeds(seeds, f"{lang}: seeds")
         return value
 
     @model_validator(mode="after")

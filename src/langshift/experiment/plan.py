@@ -14,6 +14,7 @@ machine or another, runs it from its directory alone (`run_stage_dir`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -124,8 +125,7 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
 
             path = demo_dir() / f"{key}.jsonl"
             options[key] = str(path)
-            # named by content, not by where langshift is installed: another checkout reuses the stage
-            packaged[key] = f"langshift demo {path.name} {file_hash(path)}"
+            packaged[key] = _packaged_identity(path)
     if options.get("prompts") == "demo":
         options["prompts"] = None  # the suite's default: the packaged demo prompts
     from langshift.eval.tasks import TASKS
@@ -137,6 +137,18 @@ def _eval_stage(exp: Experiment, lang: str, label: str, model_dir: str, gguf_fil
             "baseline": str(baseline) if baseline is not None and options.get("judge") else None,
             "baseline_method": exp.eval.baseline}
     return Stage("eval", label, inputs, spec, needs=needs, cost=EVAL_COST, facts=facts)
+
+
+def _packaged_identity(path: Path) -> str:
+    """A packaged data file as a stage key holds it: by content, not by where langshift is installed (another
+    checkout reuses the stage). Hashed once per file version, not once per evaluation stage."""
+    stat = path.stat()
+    return _content_identity(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _content_identity(path: Path, mtime_ns: int, size: int) -> str:
+    return f"langshift demo {path.name} {file_hash(path)}"
 
 
 def training_seeds(exp: Experiment, lang: str | None = None) -> list[int]:

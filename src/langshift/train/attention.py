@@ -47,9 +47,13 @@ def _sdpa(row, branch, pos, window, dtype):
     return allowed(row, branch, pos, window)[None, None]
 
 
-def _eager(row, branch, pos, window, dtype):
-    ok = allowed(row, branch, pos, window)[None, None]
+def _additive(ok: Tensor, dtype) -> Tensor:
+    """A boolean mask (True = attend) as eager attention takes it: 0 where allowed, the dtype's minimum elsewhere."""
     return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill_(~ok, torch.finfo(dtype).min)
+
+
+def _eager(row, branch, pos, window, dtype):
+    return _additive(allowed(row, branch, pos, window)[None, None], dtype)
 
 
 def _flex(row, branch, pos, window, dtype):
@@ -86,10 +90,7 @@ def stacked_mask(kind: str, bins: list[tuple[Tensor, Tensor, Tensor]], *, kinds:
         for b, (row, branch, pos) in enumerate(bins):
             n = row.shape[0]
             ok[b, :n, :n] = allowed(row, branch, pos, span)
-        ok = ok[:, None]
-        if kind == "sdpa":
-            return ok
-        return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill_(~ok, torch.finfo(dtype).min)
+        return ok[:, None] if kind == "sdpa" else _additive(ok[:, None], dtype)
 
     if kind not in ("sdpa", "eager"):
         raise ValueError(f"no stacked mask for attention implementation {kind!r}")

@@ -242,7 +242,7 @@ class CLOTrainer(LangshiftTrainer):
         self.facts = {
             "method": args.method, "base_model": base, "base_fingerprint": fingerprint,
             "train_records": len(train_records), "val_records": len(val_records), "units": len(train_units),
-            "processes": world, "distributed": str(self.accelerator.distributed_type.value),
+            "processes": world, "distributed": self.accelerator.distributed_type.value,
             "micro_batch_size": records_per_device, "gradient_accumulation": grad_accum,
             "layout": {"share_prompts": plan.share, "bin_tokens": plan.bin_tokens, "mask": plan.mask,
                        **({"fallback": plan.why} if plan.why else {})},
