@@ -281,8 +281,7 @@ def head_memory(path: str | Path, variant: str, head) -> dict:
     # a few tokens first: the libraries' one-time buffers (thread pools, matmul workspaces) are not the head's
     few = {k: v[:8] for k, v in batch.items()}
     head_pass(variant, head, saved["softcap"], saved["hidden"][:8], few, saved["weights"], saved["chunk_tokens"])
-    base = ts.rss_kb()
-    exact = ts.reset_peak()
+    exact, base = ts.start_peak()
     t = time.perf_counter()
     head_pass(variant, head, saved["softcap"], saved["hidden"], batch, saved["weights"], saved["chunk_tokens"])
     wall = time.perf_counter() - t

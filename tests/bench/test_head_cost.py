@@ -48,10 +48,13 @@ def test_measure_on_a_tiny_model(head_cost, loaded, tmp_path):
     assert r["step_s"] == pytest.approx(r["body_s"] + r["head_s"])
     assert set(r["max_diff"]) == {"split_vs_layout_logps", "logps_chunked_vs_naive", "grad_chunked_vs_naive"}
     assert all(0 <= d <= head_cost.LOGP_TOL for d in r["max_diff"].values())
-    # the memory worker's function, here in-process: a peak and the same head pass on the saved states
+    # the memory worker's function, here in-process: a peak and the same head pass on the saved states.
+    # In-process the pass reuses pages the measurement above freed, so its delta is ~0, and the kernel's RSS
+    # counters are per-CPU approximations (tens of pages): CI read -0.05 MB. A wrong unit or base is MBs off.
     for variant in head_cost.VARIANTS:
         mem = head_cost.head_memory(saved, variant, model.get_output_embeddings())
-        assert mem["variant"] == variant and mem["peak_delta_mb"] >= 0 and mem["wall_s"] > 0
+        assert mem["variant"] == variant and mem["peak_delta_mb"] > -1.0 and mem["wall_s"] > 0
+        assert mem["base_mb"] > 10 and isinstance(mem["peak_exact"], bool)
 
 
 @pytest.mark.parametrize("what", ["log-probs", "gradient"])
