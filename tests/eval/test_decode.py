@@ -89,14 +89,16 @@ def test_nucleus_is_hf_top_p():
         assert torch.equal(ours, _hf_kept(logits, temperature, top_p))
 
 
+@pytest.mark.parametrize("per_row", [False, True])  # the global generator, or one per row (llama.cpp's)
 @pytest.mark.parametrize("candidates", [256, 3])  # 3: most rows' nucleus reaches past the candidates
-def test_samples_stay_in_the_nucleus_with_its_frequencies(candidates):
+def test_samples_stay_in_the_nucleus_with_its_frequencies(candidates, per_row):
     torch.manual_seed(1)
     logits = torch.randn(4, 50) * torch.tensor([[0.3], [1.0], [3.0], [8.0]])
     kept = _hf_kept(logits, 0.6, 0.9)
     draws = 4000
+    generators = [torch.Generator().manual_seed(100 + row) for row in range(4)] if per_row else None
     tokens = torch.stack(
-        [sample_next(logits, 0.6, 0.9, candidates=candidates) for _ in range(draws)]
+        [sample_next(logits, 0.6, 0.9, candidates=candidates, generators=generators) for _ in range(draws)]
     )  # [draws, rows]
     for row in range(logits.shape[0]):
         counts = torch.bincount(tokens[:, row], minlength=50).float()
@@ -104,6 +106,25 @@ def test_samples_stay_in_the_nucleus_with_its_frequencies(candidates):
         expected = torch.softmax(logits[row] / 0.6, -1) * kept[row]
         expected = expected / expected.sum()
         assert (counts / draws - expected).abs().max() < 0.035
+
+
+@pytest.mark.parametrize("candidates", [256, 3])
+def test_a_row_with_its_own_generator_draws_the_same_whatever_shares_its_step(candidates):
+    """The llama.cpp backend batches whichever responses are running: a response's tokens must follow
+    from its own seed alone, not from its companions or its place among them."""
+    torch.manual_seed(0)
+    logits = torch.randn(5, 60) * 2
+
+    def draws(rows: list[int]) -> list[list[int]]:
+        gens = [torch.Generator().manual_seed(7 * r) for r in rows]
+        return [sample_next(logits[rows], 1.0, 0.9, candidates=candidates, generators=gens).tolist()
+                for _ in range(50)]
+
+    alone = [[step[0] for step in draws([r])] for r in range(5)]
+    together = draws([3, 0, 4, 1, 2])
+    for place, row in enumerate([3, 0, 4, 1, 2]):
+        assert [step[place] for step in together] == alone[row]
+    assert len({tuple(a) for a in alone}) == 5  # different seeds, different draws (the check can fail)
 
 
 def test_greedy_and_edge_cases(tiny_llama):

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
 
 from langshift import native
 from langshift.eval.generate import generate_responses
-from langshift.eval.llamacpp import sample_rows
 
 PROMPTS = [{"id": f"p{i}", "prompt": text} for i, text in enumerate(
     ["Habari za asubuhi?", "Explain why the sky is blue.", "Taja faida tatu za maji.", "Write a short poem.",
@@ -78,21 +75,6 @@ def test_a_crash_in_llama_cpp_is_a_named_error(chatty, tmp_path, sigill_lib, mon
     monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(sigill_lib))
     with pytest.raises(native.NativeCrash, match="llama.cpp \\(generate\\) in a child process exited with SIGILL"):
         generate_responses(model, tok, PROMPTS[:2], tmp_path / "x.jsonl", backend="llamacpp", max_new_tokens=4)
-
-
-def test_sampling_keeps_to_the_nucleus_and_greedy_is_argmax():
-    """The rule of eval/decode.py: keep token j (descending) iff the mass before it is < top_p."""
-    from langshift.eval.decode import nucleus_mask
-
-    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], dtype=np.float32))
-    kept = nucleus_mask(torch.tensor([[0.5, 0.3, 0.15, 0.05]]), 0.8)[0].tolist()
-    assert kept == [True, True, False, False]
-    rng = np.random.default_rng(0)
-    drawn = {sample_rows(logits, [rng], temperature=1.0, top_p=0.8)[0] for _ in range(300)}
-    assert drawn == {0, 1}
-    assert sample_rows(np.array([[0.1, 2.0, -1.0]], dtype=np.float32), [rng], 0, 0.9) == [1]
-    wide = np.zeros((1, 1000), dtype=np.float32)  # flat: the nucleus reaches past the 256 candidates
-    assert len({sample_rows(wide, [rng], 1.0, 0.9)[0] for _ in range(400)}) > 256
 
 
 def test_smollm2_greedy_replies_match_the_torch_path_on_demo_prompts(tmp_path):

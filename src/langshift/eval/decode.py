@@ -37,9 +37,12 @@ def nucleus_mask(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def sample_next(
-    logits: torch.Tensor, temperature: float, top_p: float, candidates: int = 256
+    logits: torch.Tensor, temperature: float, top_p: float, candidates: int = 256,
+    generators: list[torch.Generator] | None = None,
 ) -> torch.Tensor:
-    """One token per row of `logits` [rows, vocab]: argmax at temperature 0, else nucleus sampling."""
+    """One token per row of `logits` [rows, vocab]: argmax at temperature 0, else nucleus sampling, drawn
+    with torch's global generator or, given `generators` (one per row), each row with its own (the
+    llama.cpp backend: a response's draws then depend on its seed alone, not on which rows share a step)."""
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -48,16 +51,21 @@ def sample_next(
     short = top.sum(-1) < top_p  # the nucleus may reach past the k candidates: sort these rows fully
     if short.any():
         full, full_index = probs[short].sort(-1, descending=True)
-        chosen_full = _sample_sorted(full, full_index, top_p)
-    chosen = _sample_sorted(top, index, top_p)
+        rows = short.nonzero().flatten().tolist()
+        chosen_full = _sample_sorted(full, full_index, top_p, generators and [generators[r] for r in rows])
+    chosen = _sample_sorted(top, index, top_p, generators)
     if short.any():
         chosen[short] = chosen_full
     return chosen
 
 
-def _sample_sorted(sorted_probs: torch.Tensor, index: torch.Tensor, top_p: float) -> torch.Tensor:
+def _sample_sorted(sorted_probs: torch.Tensor, index: torch.Tensor, top_p: float,
+                   generators: list[torch.Generator] | None = None) -> torch.Tensor:
     kept = sorted_probs * nucleus_mask(sorted_probs, top_p)
-    pick = torch.multinomial(kept, 1)  # multinomial renormalises the kept mass
+    if generators is None:
+        pick = torch.multinomial(kept, 1)  # multinomial renormalises the kept mass
+    else:
+        pick = torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(kept, generators, strict=True)])[:, None]
     return index.gather(-1, pick).squeeze(-1)
 
 

@@ -7,10 +7,11 @@ finished sequence's slot takes the next prompt at once. The parent hands over to
 itself, with the chat format, stop ids and per-prompt seeds of the torch path, and decodes the returned
 ids with the same tokenizer, so prompts, turn ends and cut-offs are the torch path's by construction.
 
-Sampling is `eval/decode.py`'s rule on llama.cpp's logits: logits / temperature, then the nucleus
-(keep the descending-sorted token j iff the mass before it is < top_p) drawn from each row's top 256
-candidates, the whole vocabulary only when those hold less than top_p; argmax at temperature 0. Each
-response has its own generator seeded from (seed, id, sample): the same distribution as the torch path,
+Sampling is `eval/decode.py`'s `sample_next` itself, run on llama.cpp's logits: logits / temperature,
+then the nucleus (keep the descending-sorted token j iff the mass before it is < top_p) drawn from each
+row's top 256 candidates, the whole vocabulary only when those hold less than top_p; argmax at
+temperature 0. Each response draws with its own torch generator seeded from (seed, id, sample), so its
+tokens do not depend on which responses share a decode call: the same distribution as the torch path,
 not its random stream. Greedy replies equal the torch path's up to f16 rounding (near-ties can flip).
 
 Measured (bench/eval_generate.py, SmolLM2-135M, 48 demo prompts x 64 tokens, 2 threads): llama.cpp f16
@@ -26,7 +27,6 @@ from pathlib import Path
 
 log = logging.getLogger("langshift")
 
-CANDIDATES = 256  # top-k candidates a nucleus is drawn from before the whole vocabulary is sorted
 # Sequences per decode call: a small model's CPU decode step is weight-bandwidth bound, so more rows
 # cost little more per step (bench/eval_generate.py measures it).
 PARALLEL = 16
@@ -70,34 +70,6 @@ def generate_ids(gguf: Path, prompts: list[list[int]], seeds: list[int], *, max_
 
 # ---- the child's side: runs under `python -m langshift.native generate ...` ----
 
-def sample_rows(logits, rngs: list, temperature: float, top_p: float) -> list[int]:
-    """One token per row of `logits` (rows x vocabulary, float32): argmax at temperature 0, else the
-    nucleus of softmax(logits / temperature) drawn with each row's generator."""
-    import numpy as np
-
-    if temperature == 0:
-        return [int(t) for t in logits.argmax(axis=1)]
-    z = logits / temperature
-    z -= z.max(axis=1, keepdims=True)
-    probs = np.exp(z, dtype=np.float64)
-    probs /= probs.sum(axis=1, keepdims=True)
-    k = min(CANDIDATES, probs.shape[1])
-    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-    out = []
-    for row, rng in enumerate(rngs):
-        cand = top[row]
-        p = probs[row, cand]
-        if p.sum() < top_p:  # the nucleus reaches past the candidates: sort the whole row
-            cand = np.arange(probs.shape[1])
-            p = probs[row]
-        order = np.argsort(-p, kind="stable")
-        cand, p = cand[order], p[order]
-        keep = (np.cumsum(p) - p) < top_p
-        cand, p = cand[keep], p[keep]
-        out.append(int(cand[rng.choice(len(p), p=p / p.sum())]))
-    return out
-
-
 def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
                  top_p: float, stop_ids: list[int], parallel: int = 16, threads: int = 1) -> list[list[int]]:
     """Continuous batching over llama.cpp's C API: each decode call carries one new token of every active
@@ -105,8 +77,12 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     from compute logits."""
     import llama_cpp as L
     import numpy as np
+    import torch
 
+    from langshift.eval.decode import sample_next
     from langshift.native import report_progress
+
+    torch.set_num_threads(threads)  # sampling runs between decode calls, on llama.cpp's threads
 
     L.llama_backend_init()
     llm = L.llama_model_load_from_file(model.encode(), L.llama_model_default_params())
@@ -131,7 +107,7 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     memory = L.llama_get_memory(ctx)
     batch = L.llama_batch_init(n_batch, 0, 1)
     stops = set(stop_ids)
-    rngs = [np.random.default_rng(s) for s in seeds]
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
     results: list[list[int] | None] = [None] * len(prompts)
     queue, free = deque(range(len(prompts))), list(range(parallel - 1, -1, -1))
     active: dict[int, dict] = {}  # slot -> {"i": prompt index, "pos": next position, "out": tokens, "next": token}
@@ -161,8 +137,9 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
             code = L.llama_decode(ctx, batch)
             if code != 0:
                 raise RuntimeError(f"llama_decode returned {code} (context {params.n_ctx} tokens, batch {n_batch})")
-            logits = np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(len(sampled), n_vocab))
-            tokens = sample_rows(logits, [rngs[active[s]["i"]] for s in sampled], temperature, top_p)
+            logits = torch.from_numpy(np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(len(sampled), n_vocab)))
+            tokens = sample_next(logits, temperature, top_p,
+                                 generators=[generators[active[s]["i"]] for s in sampled]).tolist()
             for slot, token in zip(sampled, tokens, strict=True):
                 state = active[slot]
                 state["out"].append(token)
