@@ -152,7 +152,7 @@ def test_ablation_comparisons_keep_each_models_facts_and_fill_table4(tmp_path):
     table = table4_trainable(rows, comparisons)
     lines = [line for line in table.splitlines() if "Language fidelity" in line]
     assert len(lines) == 2 and all(line.count("p=") == 2 for line in lines), table  # Δ target and English
-    from langshift.report.tables import comparison_table
+    from langshift.report.comparison_tables import comparison_table
 
     paired = comparison_table(comparisons)
     assert "SFT: attention − full" in paired and "CLO: attention − full" in paired and "CLO − SFT" in paired
@@ -192,7 +192,7 @@ def test_the_gain_is_set_against_the_same_gain_in_the_other_language_item_by_ite
     """(CLO − SFT in sw) − (CLO − SFT in de): SFT fails every other Swahili prompt and CLO none, while in German
     both pass the same prompts, so the difference of differences is exactly +0.5 and excludes zero."""
     from langshift.report.compare import run_interactions
-    from langshift.report.tables import interaction_table, interaction_words
+    from langshift.report.comparison_tables import interaction_table, interaction_words
 
     facts = {"model": "m", "size": 96, "trainable": "attention"}
     half = [i % 2 == 0 for i in range(20)]

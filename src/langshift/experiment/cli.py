@@ -20,7 +20,8 @@ def run(
     from langshift.experiment import load_experiment, plan, run_experiment
     from langshift.experiment.plan import is_done
     from langshift.files import check_output_dir
-    from langshift.report.tables import comparison_table, comparison_words, headline_table
+    from langshift.report.comparison_tables import comparison_table, comparison_words
+    from langshift.report.tables import headline_table
 
     flags = [*([f"jobs={jobs}"] if jobs is not None else []), *([f"executor.kind={executor}"] if executor else [])]
     exp = load_experiment(config, quick=quick, overrides=[*set_, *flags])

@@ -46,7 +46,7 @@ def md_table(header: list[str], body: list[list[str]]) -> str:
     )
 
 
-def _name_once(body: list[list[str]]) -> list[list[str]]:
+def name_once(body: list[list[str]]) -> list[list[str]]:
     """Blank the first column where it repeats the line above, as the paper names each model once."""
     return [
         ([""] if i and line[0] == body[i - 1][0] else [line[0]]) + line[1:] for i, line in enumerate(body)
@@ -78,7 +78,7 @@ def _sorted_langs(rows: list[dict]) -> list[str]:
     return sorted({r["lang"] for r in rows}, key=lang_order)
 
 
-def _size_label(size: int | None) -> str:
+def size_label(size: int | None) -> str:
     return "–" if size is None else str(size)
 
 
@@ -135,7 +135,7 @@ def _headline_one(rows: list[dict], lang: str) -> str:
         for _, task, metric, ev, b in columns:
             match = dict(task=task, metric=metric, eval_lang=ev) | ({"baseline": b} if b else {})
             cells.append(_cell(sel, **match))
-        body.append([_line_label(method, v, variants[method]), _size_label(size), *cells])
+        body.append([_line_label(method, v, variants[method]), size_label(size), *cells])
     return md_table(["Method", "Data size", *(c[0] for c in columns)], body)
 
 
@@ -207,7 +207,7 @@ def table1_alpaca(rows: list[dict], comparisons: list[dict] = ()) -> str | None:
             note += "; Δ = CLO − " + " / ".join(METHOD_LABEL[m] for m in others) + " in points"
         setting = _setting_note(sel)
         parts.append(
-            md_table(header, _name_once(body)) + f"\n\n{note}" + (f"; {setting}." if setting else ".")
+            md_table(header, name_once(body)) + f"\n\n{note}" + (f"; {setting}." if setting else ".")
         )
     return "\n\n".join(parts) if parts else None
 
@@ -233,7 +233,7 @@ def _target_english(rows: list[dict], task: str, decimals: int) -> str | None:
     note = "Accuracy (%) ± standard error; Target = the trained language, English = English items" + (
         f"; {setting}." if setting else "."
     )
-    return md_table(header, _name_once(body)) + "\n\n" + note
+    return md_table(header, name_once(body)) + "\n\n" + note
 
 
 def table2_belebele(rows: list[dict]) -> str | None:
@@ -276,7 +276,7 @@ def table4_trainable(rows: list[dict], comparisons: list[dict] = ()) -> str | No
         return None
     body = []
     for (model, lang, method, task, baseline, nll, reduction), size, g in groups:
-        line = [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size)]
+        line = [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), size_label(size)]
         for ev in EVAL_LANGS:
             att, full = (
                 _value(g, trainable="attention", eval_lang=ev),
@@ -316,7 +316,7 @@ def _setting_pair_table(rows: list[dict], axis: str, settings: tuple[tuple[str, 
     if not groups:
         return None
     body = [
-        [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), _size_label(size), label]
+        [model, lang_name(lang), METHOD_LABEL[method], _task_label(task, baseline), size_label(size), label]
         + [_cell(g, **{axis: value}, eval_lang=ev) for ev in EVAL_LANGS]
         for (model, lang, method, task, baseline, *_), size, g in groups
         for value, label in settings
@@ -354,11 +354,11 @@ def _per_config_table(rows: list[dict], columns: list[tuple[str, str, str]], not
     body = []
     for model, lang, method, size, v in lines:
         sel = [r for r in rows if (r["model"], r["lang"], r["method"], r["size"], variant(r)) == (model, lang, method, size, v)]
-        body.append([model, lang_name(lang), _line_label(method, v, variants[(model, lang, method)]), _size_label(size)]
+        body.append([model, lang_name(lang), _line_label(method, v, variants[(model, lang, method)]), size_label(size)]
                     + [_cell(sel, eval_lang=ev, task=t, metric=m) for ev in EVAL_LANGS for _, t, m in present])
     header = ["Model", "Language", "Method", "Data size"] + [f"{EVAL_LABEL[ev]} {h}" for ev in EVAL_LANGS
                                                              for h, _, _ in present]
-    return md_table(header, _name_once(body)) + "\n\n" + note
+    return md_table(header, name_once(body)) + "\n\n" + note
 
 
 def fidelity_table(rows: list[dict]) -> str | None:
@@ -400,109 +400,3 @@ def paper_tables(rows: list[dict], comparisons: list[dict] = ()) -> list[tuple[s
         ("Held-out pairs, no judge (beyond the paper)", heldout_table(rows)),
     ]
     return [(h, t) for h, t in tables if t]
-
-
-# ---- paired comparisons ----------------------------------------------------------------------------
-
-
-def _contrast_label(c: dict) -> str:
-    """'CLO − SFT' for methods; an ablation names its method: 'SFT: attention − full'."""
-    label = {**METHOD_LABEL, "attention": "attention", "full": "full", "target": "NLL target", "both": "NLL both",
-             "token": "NLL per token", "sequence": "NLL per sequence"}
-    method = f"{METHOD_LABEL.get(c['method'], c['method'])}: " if c["axis"] != "method" and c.get("method") else ""
-    return f"{method}{label.get(c['a'], c['a'])} − {label.get(c['b'], c['b'])}"
-
-
-def _setting(c: dict) -> str:
-    parts = [] if c["axis"] == "trainable" else [c["trainable"]]
-    if c["axis"] != "nll" and c.get("nll") and c.get("method") == "clo":
-        parts.append(f"NLL {c['nll']}")
-    if c["axis"] != "nll_reduction" and c.get("nll_reduction") not in (None, "token"):
-        parts.append(f"NLL per {c['nll_reduction']}")
-    return ", ".join(p for p in parts if p)
-
-
-def comparison_table(comparisons: list[dict], headline_only: bool = True) -> str | None:
-    """A − B, one line per (model, language, contrast, size, setting), a column per task metric and eval
-    language: `diff [95% CI] p` (points for rates)."""
-    from langshift.report.compare import cell
-
-    comps = [c for c in comparisons if not headline_only or c["metric"] == TASKS[c["task"]].headline.name]
-    if not comps:
-        return None
-    columns = sorted({(c["task"], c["metric"], c["eval_lang"]) for c in comps},
-                     key=lambda k: (list(TASKS).index(k[0]), [m.name for m in TASKS[k[0]].metrics].index(k[1]),
-                                    EVAL_LANGS.index(k[2])))
-    lines = sorted({(c["model"], c["lang"], c["axis"], _contrast_label(c), c["size"], _setting(c)) for c in comps},
-                   key=lambda x: (x[0], lang_order(x[1]), x[2], x[3], size_order(x[4]), x[5]))
-    by = {(c["model"], c["lang"], c["axis"], _contrast_label(c), c["size"], _setting(c), c["task"], c["metric"],
-           c["eval_lang"]): c for c in comps}
-    header = ["Model", "Language", "Contrast", "Data size", "Setting"] + [
-        f"{TASKS[t].short}{'' if headline_only else ' ' + TASKS[t].metric(m).label} "
-        f"{EVAL_LABEL[ev]}" for t, m, ev in columns]
-    body = [[model, lang_name(lang), contrast, _size_label(size), setting or "–"]
-            + [cell(by[(model, lang, axis, contrast, size, setting, t, m, ev)])
-               if (model, lang, axis, contrast, size, setting, t, m, ev) in by else "–" for t, m, ev in columns]
-            for model, lang, axis, contrast, size, setting in lines]
-    return md_table(header, _name_once(body))
-
-
-def _axis_value(axis: str, value: str) -> str:
-    return lang_name(value) if axis == "lang" else value
-
-
-def interaction_table(interactions: list[dict]) -> str | None:
-    """(A − B at one setting) − (A − B at another), one line per (setting pair, other facts), a column per
-    task headline metric and eval language: `DiD [95% CI] p` (points for rates)."""
-    from langshift.report.compare import cell
-
-    rows = [c for c in interactions if c["metric"] == TASKS[c["task"]].headline.name]
-    if not rows:
-        return None
-    columns = sorted({(c["task"], c["eval_lang"]) for c in rows},
-                     key=lambda k: (list(TASKS).index(k[0]), EVAL_LANGS.index(k[1])))
-    def line(c: dict) -> tuple:
-        other = c.get("model") if c["axis"] == "lang" else lang_name(c["lang"])
-        gain = f"{METHOD_LABEL.get(c['method'], c['method'])} − {METHOD_LABEL.get(c['method_b'], c['method_b'])}"
-        return (gain, f"{_axis_value(c['axis'], c['a'])} vs {_axis_value(c['axis'], c['b'])}", other,
-                _size_label(c.get("size")), c.get("trainable") or "–")
-    by = {(*line(c), c["task"], c["eval_lang"]): c for c in rows}
-    header = ["Gain", "Where", "Held equal", "Data size", "Trainable"] + [
-        f"{TASKS[t].short} {EVAL_LABEL[ev]}" for t, ev in columns]
-    body = [[*key] + [cell(by[(*key, t, ev)]) if (*key, t, ev) in by else "–" for t, ev in columns]
-            for key in sorted({line(c) for c in rows})]
-    return md_table(header, _name_once(body))
-
-
-def interaction_words(interactions: list[dict]) -> list[str]:
-    """The interactions on the first headline task's headline metric, in words."""
-    from langshift.report.compare import verdict
-
-    first = next((t for t in TASKS.values() if t.in_headline and not t.needs_judge), None)
-    out = []
-    for c in interactions:
-        if first and c["task"] == first.name and c["metric"] == first.headline.name:
-            gain = f"{METHOD_LABEL.get(c['method'], c['method'])} − {METHOD_LABEL.get(c['method_b'], c['method_b'])}"
-            where = "English" if c["eval_lang"] == "en" else "the target language"
-            held = c.get("model") if c["axis"] == "lang" else lang_name(c["lang"])
-            out.append(f"- {held}: " + verdict(c, f"({gain} in {_axis_value(c['axis'], c['a'])})",
-                                               f"({gain} in {_axis_value(c['axis'], c['b'])})",
-                                               f"{first.label.lower()} in {where}"))
-    return out
-
-
-def comparison_words(comparisons: list[dict]) -> list[str]:
-    """The method contrasts on the first headline task's headline metric, in words."""
-    from langshift.report.compare import verdict
-
-    first = next((t for t in TASKS.values() if t.in_headline and not t.needs_judge), None)
-    out = []
-    for c in comparisons:
-        if c["axis"] == "method" and first and c["task"] == first.name and c["metric"] == first.headline.name:
-            lang = "English" if c["eval_lang"] == "en" else lang_name(c["lang"])
-            size = f"at {c['size']} records" if c["size"] else "on all records"
-            setting = f" ({_setting(c)})" if _setting(c) else ""
-            out.append(f"- {c['model']}, {size}{setting}: " + verdict(c, METHOD_LABEL.get(c["a"], c["a"]),
-                                                          METHOD_LABEL.get(c["b"], c["b"]),
-                                                          f"{first.label.lower()} in {lang}"))
-    return out

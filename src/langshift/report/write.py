@@ -13,15 +13,14 @@ from pathlib import Path
 from langshift.eval.tasks import TASKS
 from langshift.files import atomic_dir, atomic_write_text
 from langshift.report import plots
-from langshift.report.rows import collapse_seeds
-from langshift.report.tables import (
+from langshift.report.comparison_tables import (
     comparison_table,
     comparison_words,
-    headline_table,
     interaction_table,
     interaction_words,
-    paper_tables,
 )
+from langshift.report.rows import collapse_seeds
+from langshift.report.tables import headline_table, paper_tables
 
 PLOTS_DIR = "report_plots"
 
