@@ -74,7 +74,9 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
                  top_p: float, stop_ids: list[int], parallel: int = 16, threads: int = 1) -> list[list[int]]:
     """Continuous batching over llama.cpp's C API: each decode call carries one new token of every active
     sequence plus the whole prompts of sequences that start in it; only the positions that are sampled
-    from compute logits."""
+    from compute logits. A prompt that repeats the one before it (a prompt's k samples, adjacent as the
+    caller lists them) is prefilled once: its cache is copied to the twins' sequences, and each twin
+    draws its first token from the same logits with its own generator."""
     import llama_cpp as L
     import numpy as np
     import torch
@@ -123,22 +125,36 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     try:
         while queue or active:
             batch.n_tokens = 0
-            sampled = []  # slots in the order their logits come back
+            sampled, rows = [], []  # the slots sampled from this call, and the logits row each samples from
+            copies = []  # (slot, twin): a twin shares its slot's prompt, copied in the cache after the call
             for slot, state in active.items():
+                rows.append(len(rows))
+                sampled.append(slot)
                 add(state["next"], state["pos"], slot, True)
                 state["pos"] += 1
-                sampled.append(slot)
+            n_rows = len(rows)  # logits rows so far: one per token that asked for them
             while queue and free and batch.n_tokens + len(prompts[queue[0]]) <= n_batch:
                 i, slot = queue.popleft(), free.pop()
+                row, n_rows = n_rows, n_rows + 1
                 for pos, token in enumerate(prompts[i]):
                     add(token, pos, slot, pos == len(prompts[i]) - 1)
                 active[slot] = {"i": i, "pos": len(prompts[i]), "out": []}
                 sampled.append(slot)
+                rows.append(row)
+                # The same prompt again (a prompt's k samples): one prefill, its cache shared, not recomputed.
+                while queue and free and prompts[queue[0]] == prompts[i]:
+                    twin = free.pop()
+                    active[twin] = {"i": queue.popleft(), "pos": len(prompts[i]), "out": []}
+                    copies.append((slot, twin))
+                    sampled.append(twin)
+                    rows.append(row)
             code = L.llama_decode(ctx, batch)
             if code != 0:
                 raise RuntimeError(f"llama_decode returned {code} (context {params.n_ctx} tokens, batch {n_batch})")
-            logits = torch.from_numpy(np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(len(sampled), n_vocab)))
-            tokens = sample_next(logits, temperature, top_p,
+            for slot, twin in copies:
+                L.llama_memory_seq_cp(memory, slot, twin, -1, -1)
+            logits = torch.from_numpy(np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(n_rows, n_vocab)))
+            tokens = sample_next(logits[rows], temperature, top_p,
                                  generators=[generators[active[s]["i"]] for s in sampled]).tolist()
             for slot, token in zip(sampled, tokens, strict=True):
                 state = active[slot]
