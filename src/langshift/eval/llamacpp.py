@@ -14,9 +14,9 @@ temperature 0. Each response draws with its own torch generator seeded from (see
 tokens do not depend on which responses share a decode call: the same distribution as the torch path,
 not its random stream. Greedy replies equal the torch path's up to f16 rounding (near-ties can flip).
 
-Measured (bench/eval_generate.py, SmolLM2-135M, 48 demo prompts x 64 tokens, 2 threads): llama.cpp f16
-123.9 tok/s, q8_0 150.1, our torch loop 169.5 at batch 24 (145.3 with torch held to AVX2, as llama.cpp's
-portable build is): not faster here, so it is not the default. 47 of 48 greedy replies token-equal.
+Measured (README, "llama.cpp"; one thread each, not quiet): f16 llama.cpp against our torch loop 0.88x
+on SmolLM2-135M and 1.26x on Gemma-3-270M in tokens/s, 0.48x in an evaluation's own setting (4 samples
+per prompt); 90-96 % of its time is llama_decode itself. Not faster here, so it is not the default.
 """
 
 from __future__ import annotations
