@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from langshift.data.segment import prose, segment
@@ -107,6 +107,7 @@ def document(draw):
 
 @settings(max_examples=150, deadline=None)
 @given(st.text())
+@example("0" * 38 + "A\x1f0")  # found by CI: a hard cut ending on whitespace (\x1f) lost it in the round trip
 def test_round_trip_is_exact_for_any_text(text):
     seg = segment(text, max_chars=40)
     assert seg.reassemble(seg.segments) == text

@@ -265,13 +265,16 @@ def _protected_spans(s: str):
     return spans
 
 
-def _text_run(out: Segmented, s: str, max_chars: int) -> None:
+def _outer_space(s: str) -> tuple[str, str, str]:
+    """(leading whitespace, core, trailing whitespace) of `s`."""
     core = s.strip()
     if not core:
-        out._lit(s)
-        return
-    lead = s[: len(s) - len(s.lstrip())]
-    trail = s[len(s.rstrip()) :]
+        return s, "", ""
+    return s[: len(s) - len(s.lstrip())], core, s[len(s.rstrip()) :]
+
+
+def _text_run(out: Segmented, s: str, max_chars: int) -> None:
+    lead, core, trail = _outer_space(s)
     out._lit(lead)
     for piece, is_text in _sentences(core):
         if not is_text:
@@ -281,7 +284,15 @@ def _text_run(out: Segmented, s: str, max_chars: int) -> None:
         else:
             for chunk, is_chunk in _bounded(piece, max_chars):
                 # a hard cut can leave a chunk with no letters ("0000..."): nothing to translate there either
-                out._tr(chunk) if is_chunk and any(ch.isalpha() for ch in chunk) else out._lit(chunk)
+                if is_chunk and any(ch.isalpha() for ch in chunk):
+                    # a hard cut can also end a chunk on whitespace ("…A\x1f"): a translation comes back
+                    # stripped, so that whitespace is kept as it was, outside the segment
+                    before, words, after = _outer_space(chunk)
+                    out._lit(before)
+                    out._tr(words)
+                    out._lit(after)
+                else:
+                    out._lit(chunk)
     out._lit(trail)
 
 
