@@ -27,8 +27,9 @@ from pathlib import Path
 
 log = logging.getLogger("langshift")
 
-# Sequences per decode call: a small model's CPU decode step is weight-bandwidth bound, so more rows
-# cost little more per step (bench/eval_generate.py measures it).
+# Sequences per decode call. Measured (SmolLM2, 1 thread, one shared cache): 4 / 8 / 16 sequences gave
+# 23.1 / 28.0 / 31.1 tok/s, and 48 no more than 16 (44.0 vs 48.8 greedy): past 16 a step's cost grows
+# with its rows, the decode being compute- rather than weight-bandwidth-bound on this CPU.
 PARALLEL = 16
 
 
@@ -125,14 +126,13 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     try:
         while queue or active:
             batch.n_tokens = 0
-            sampled, rows = [], []  # the slots sampled from this call, and the logits row each samples from
+            sampled = list(active)  # the slots sampled from this call...
+            rows = list(range(len(sampled)))  # ...and the logits row each samples from (one per logits token)
             copies = []  # (slot, twin): a twin shares its slot's prompt, copied in the cache after the call
             for slot, state in active.items():
-                rows.append(len(rows))
-                sampled.append(slot)
                 add(state["next"], state["pos"], slot, True)
                 state["pos"] += 1
-            n_rows = len(rows)  # logits rows so far: one per token that asked for them
+            n_rows = len(rows)
             while queue and free and batch.n_tokens + len(prompts[queue[0]]) <= n_batch:
                 i, slot = queue.popleft(), free.pop()
                 row, n_rows = n_rows, n_rows + 1
