@@ -39,6 +39,14 @@ def test_the_built_llama_cpp_decodes_a_quantized_gguf_in_a_child():
     assert "AVX2 = 1" in info["system_info"] or not sys.platform.startswith("linux") or os.uname().machine != "x86_64"
 
 
+def test_arguments_past_the_command_line_limit_reach_the_child():
+    """An evaluation hands the child every prompt's token ids: 600 prompts are ~300 KB of JSON, past Linux's
+    128 KiB per argument (they went on the command line once, and the child never started)."""
+    texts = ["Habari ya asubuhi, rafiki yangu."] * 6000  # ~250 KB as JSON
+    ids = native.call("tokenize", model=str(embedded_gguf()), texts=texts, timeout=300)
+    assert len(ids) == len(texts) and ids[0] == ids[-1] and len(ids[0]) > 3
+
+
 def test_a_crashing_library_is_a_named_crash_not_a_dead_caller(sigill_lib):
     with pytest.raises(native.NativeCrash) as caught:
         native.call("system_info", env={"LLAMA_CPP_LIB_PATH": str(sigill_lib)}, timeout=120)

@@ -91,8 +91,11 @@ def call(task: str, *, timeout: float = 600, env: dict | None = None, progress=N
     if task not in TASKS:
         raise ValueError(f"unknown native task {task!r}; known: {', '.join(TASKS)}")
     with tempfile.TemporaryDirectory(prefix="langshift-native-") as tmp:
-        answer = Path(tmp) / "answer.json"
-        cmd = [sys.executable, "-m", "langshift.native", task, json.dumps(kwargs), str(answer)]
+        answer, args = Path(tmp) / "answer.json", Path(tmp) / "kwargs.json"
+        # In a file, not on the command line: an evaluation's token ids (600 prompts of ~100 ids) pass
+        # Linux's 128 KiB limit on one argument, and the child would never start (E2BIG).
+        args.write_text(json.dumps(kwargs))
+        cmd = [sys.executable, "-m", "langshift.native", task, str(args), str(answer)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **(env or {})})
         log: list[str] = []
@@ -171,7 +174,8 @@ def _logits(model: str, ids: list[int], n_ctx: int = 256) -> list[list[float]]:
 
 # A task is a function here, or "module:function" elsewhere (imported in the child only).
 TASKS = {"system_info": _system_info, "decode_one": _decode_one, "tokenize": _tokenize, "logits": _logits,
-         "generate": "langshift.eval.llamacpp:decode_batch"}
+         "generate": "langshift.eval.llamacpp:decode_batch",
+         "generate_timed": "langshift.eval.llamacpp:decode_batch_timed"}
 
 
 def _task(name: str):
@@ -186,7 +190,7 @@ def _task(name: str):
 
 def _child(argv: list[str]) -> int:
     task, kwargs, answer = argv
-    result = _task(task)(**json.loads(kwargs))
+    result = _task(task)(**json.loads(Path(kwargs).read_text()))
     tmp = Path(answer + ".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(answer)  # the parent takes a missing answer for a crash, so never a torn one
