@@ -1,23 +1,31 @@
-"""Tokens/s of langshift's decode loop against transformers `generate`, same model, same prompts, CPU.
+"""Generation on a CPU, three ways, in one run: langshift's decode loop, transformers `generate`, llama.cpp.
 
-Both sample with the paper's settings (temperature 0.6, top-p 0.9, no top-k) from the same left-padded
-batches of the demo's open prompts in the chat format. Greedy outputs are first checked token for
-token (the script fails if they differ). Where the gain comes from: `generate`'s top-p sorts the whole
-vocabulary of every row at every step, and it keeps computing rows that have stopped; ours samples
-the nucleus from the top-256 candidates (exactly) and drops finished rows. A decode step of a small
-model on a CPU is bound by reading the weights, so ours also runs at a larger batch (`--our-batch-size`),
-which is what `langshift eval` uses; `generate` is timed at both batch sizes.
+Same model, same prompts (the demo's open prompts in the chat format), the paper's sampling (temperature
+0.6, top-p 0.9, no top-k):
 
-llama.cpp (`eval.generation_backend: llamacpp`) is timed on the same prompts in the same run: the
-model exported to an f16 GGUF (and, as information, q8_0), all prompts decoded with continuous batching
-(`--parallel` sequences per call) in one child process, its start and model load included. Its greedy
-replies are compared with our loop's, token for token (f16 rounding may flip near-ties: the share is
-reported, and the prompts that differ are counted).
+1. **Our loop against `generate`.** Greedy outputs are checked token for token first (the script fails if
+   they differ). Where the gain comes from: `generate`'s top-p sorts the whole vocabulary of every row at
+   every step, and it keeps computing rows that have stopped; ours samples the nucleus from the top-256
+   candidates (exactly) and drops finished rows, and runs at a larger batch (`--our-batch-size`), which is
+   what `langshift eval` uses. `generate` is timed at both batch sizes.
+2. **llama.cpp** (`eval.generation_backend: llamacpp`): the model exported to an f16 GGUF (and, as
+   information, q8_0), every prompt decoded with continuous batching (`--parallel` sequences per call) in
+   one child process, its start and model load included. Its greedy replies are compared with our loop's,
+   token for token, one prompt at a time (f16 rounding may flip near-ties: the share equal is reported).
+   Where its time goes: the share in `llama_decode` itself and in sampling (`sample_next`), from the child's
+   own clock. `--sweep 4,8,16` times f16 at each number of sequences.
+3. **An evaluation's own setting** (`--eval-setting 50x4`): `generate_responses`, the function `langshift
+   eval` calls, with each backend on the same Swahili prompts (`--eval-prompts`), k samples each, the study's
+   batch. Times, and the fidelity of both samples paired by prompt (a prompt's pass rate over its k
+   responses): llama.cpp samples the same distribution, not the same random stream, so the two should differ
+   only by chance, which the difference's CI and p-value say.
 
-    python bench/eval_generate.py [--model smollm2] [--prompts 24] [--max-new-tokens 64]
+    python bench/eval_generate.py [--model smollm2|gemma3-270m] [--prompts 24] [--max-new-tokens 64]
+                                  [--sweep 4,8,16] [--eval-setting 50x4 --eval-prompts demo-v2]
 
-Last line: one JSON object with `speedup_vs_hf_generate` (same batch), `speedup_at_our_batch` and
-`llamacpp_speedup_vs_ours` (llama.cpp f16 against our loop at its batch).
+Last line: one JSON object with `speedup_vs_hf_generate` (same batch), `speedup_at_our_batch`,
+`llamacpp_speedup_vs_ours` (llama.cpp f16 against our loop at its batch), and with `--eval-setting`,
+`eval_setting_llamacpp_speedup` and `eval_setting_fidelity_diff` (llama.cpp − torch, points, with its CI).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -32,7 +41,7 @@ from pathlib import Path
 import torch
 
 from langshift.eval.decode import decode
-from langshift.eval.generate import _stop_ids, encode_prompt
+from langshift.eval.generate import _stop_ids, encode_prompt, generate_responses
 from langshift.models import chat_format, load
 
 
@@ -84,11 +93,13 @@ def run_ours(model, data, stop, max_new_tokens, temperature):
 
 
 def run_llamacpp(gguf, ids, stop, max_new_tokens, temperature, parallel, threads):
-    from langshift.eval.llamacpp import generate_ids
+    """llama.cpp's tokens and the child's clock (`llamacpp.decode_batch_timed`)."""
+    from langshift import native
 
-    outs = generate_ids(gguf, ids, list(range(len(ids))), max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=0.9, stop_ids=stop, parallel=parallel, threads=threads)
-    return sum(map(len, outs)), outs
+    answer = native.call("generate_timed", model=str(gguf), prompts=ids, seeds=list(range(len(ids))),
+                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=0.9, stop_ids=stop,
+                         parallel=parallel, threads=threads, timeout=3600)
+    return sum(map(len, answer["tokens"])), answer
 
 
 def timed(fn):
@@ -98,11 +109,9 @@ def timed(fn):
     return tokens / (time.perf_counter() - start), outs
 
 
-def measure_llamacpp(model, tok, ids, stop, n, parallel, threads) -> dict:
-    """llama.cpp's tokens/s (f16, q8_0) and its greedy agreement with our loop, one prompt at a time
-    (our loop at batch 1: no padding, so a difference is llama.cpp's, not the batch's)."""
-    import tempfile
-
+def measure_llamacpp(model, tok, ids, stop, n, parallel, sweep, threads) -> dict:
+    """llama.cpp's tokens/s (f16, q8_0), where f16's time went, the sequences sweep, and its greedy agreement
+    with our loop, one prompt at a time (our loop at batch 1: no padding, so a difference is llama.cpp's)."""
     from langshift.eval.llamacpp import gguf_for
     from langshift.export.gguf import export_gguf
 
@@ -112,15 +121,56 @@ def measure_llamacpp(model, tok, ids, stop, n, parallel, threads) -> dict:
     with torch.inference_mode():
         ours = [decode(model, torch.tensor([i]), torch.ones(1, len(i), dtype=torch.long), max_new_tokens=16,
                        stop_ids=stop, temperature=0)[0] for i in ids]
-    _, theirs = run_llamacpp(f16, ids, stop, 16, 0, parallel, threads)
-    same = sum(a == b for a, b in zip(ours, theirs, strict=True))
-    f16_rate, _ = timed(lambda: run_llamacpp(f16, ids, stop, n, 0.6, parallel, threads))
+    _, greedy = run_llamacpp(f16, ids, stop, 16, 0, parallel, threads)
+    same = sum(a == b for a, b in zip(ours, greedy["tokens"], strict=True))
+    f16_rate, clock = timed(lambda: run_llamacpp(f16, ids, stop, n, 0.6, parallel, threads))
     with tempfile.TemporaryDirectory() as tmp:
         q8 = export_gguf("bench", Path(tmp) / "m.q8_0.gguf", "q8_0", loaded=(model, tok))
         q8_rate, _ = timed(lambda: run_llamacpp(q8, ids, stop, n, 0.6, parallel, threads))
+    swept = {f"llamacpp_f16_tok_s_parallel{p}": round(timed(lambda p=p: run_llamacpp(f16, ids, stop, n, 0.6, p,
+                                                                                       threads))[0], 1)
+             for p in sweep}
+    share = {f"llamacpp_{part}_share": round(clock[f"{part}_s"] / clock["total_s"], 3)
+             for part in ("load", "decode", "sample")}
     return {"llamacpp_parallel": parallel, "llamacpp_f16_tok_s": round(f16_rate, 1),
-            "llamacpp_q8_0_tok_s": round(q8_rate, 1), "llamacpp_greedy_equal_share": round(same / len(ids), 3),
-            "llamacpp_greedy_differ": len(ids) - same}
+            "llamacpp_q8_0_tok_s": round(q8_rate, 1), **share, **swept,
+            "llamacpp_greedy_equal_share": round(same / len(ids), 3), "llamacpp_greedy_differ": len(ids) - same}
+
+
+def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: str, max_new_tokens: int,
+                 batch_size: int) -> dict:
+    """Both backends through `generate_responses` on the same prompts, k samples each: seconds, and each
+    sample's fidelity in `lang` with their difference paired by prompt (llama.cpp − torch, in points)."""
+    from langshift.eval.fidelity import fidelity_items
+    from langshift.eval.llamacpp import gguf_for
+    from langshift.eval.stats import item_values, paired_difference
+    from langshift.eval.suite import load_prompts
+
+    rows = load_prompts(prompts, [lang], lang, limit=n_prompts)[lang]
+    start = time.perf_counter()
+    gguf_for(model, tok)  # the export an evaluation makes once per model (cached after): timed apart
+    export_s = time.perf_counter() - start
+    seconds, passes, chars = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in ("hf", "llamacpp"):
+            start = time.perf_counter()
+            out = generate_responses(model, tok, rows, Path(tmp) / f"{backend}.jsonl", max_new_tokens=max_new_tokens,
+                                     temperature=0.6, top_p=0.9, seed=0, batch_size=batch_size, backend=backend,
+                                     samples=samples)
+            seconds[backend] = time.perf_counter() - start
+            passes[backend] = item_values(fidelity_items(out, lang), "response_pass")
+            chars[backend] = sum(len(r["response"]) for r in out) / len(out)
+    diff = paired_difference(passes["llamacpp"], passes["hf"])
+    rate = {b: 100 * sum(v.values()) / len(v) for b, v in passes.items()}
+    return {"eval_setting": f"{len(rows)} {lang} prompts ({prompts}) x {samples} samples, {max_new_tokens} tokens",
+            "eval_setting_torch_s": round(seconds["hf"], 1), "eval_setting_llamacpp_s": round(seconds["llamacpp"], 1),
+            "eval_setting_export_s": round(export_s, 1),
+            "eval_setting_llamacpp_speedup": round(seconds["hf"] / seconds["llamacpp"], 2),
+            "eval_setting_fidelity_torch": round(rate["hf"], 1),
+            "eval_setting_fidelity_llamacpp": round(rate["llamacpp"], 1),
+            "eval_setting_fidelity_diff": [round(100 * x, 1) for x in (diff.diff, diff.ci_low, diff.ci_high)],
+            "eval_setting_fidelity_p": round(diff.p_value, 3),
+            "eval_setting_mean_chars": {b: round(c, 1) for b, c in chars.items()}}
 
 
 def main() -> None:
@@ -133,6 +183,11 @@ def main() -> None:
     ap.add_argument("--our-batch-size", type=int, default=24)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--parallel", type=int, default=16, help="llama.cpp sequences per decode call")
+    ap.add_argument("--sweep", default="", help="llama.cpp f16 timed at each of these sequences per call: 4,8,16")
+    ap.add_argument("--eval-setting", default="", metavar="NxK",
+                    help="also time generate_responses on N Swahili prompts x K samples with each backend")
+    ap.add_argument("--eval-prompts", default="demo", help="the prompt set of --eval-setting: demo or demo-v2")
+    ap.add_argument("--eval-batch-size", type=int, default=16, help="the torch path's prompts per batch there")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,7 +215,12 @@ def main() -> None:
         ours_same, _ = timed(lambda: run_ours(model, data(args.batch_size), stop, n, 0.6))
         hf_big, _ = timed(lambda: run_hf(model, data(args.our_batch_size), stop, pad, n, 0.6))
         ours_big, _ = timed(lambda: run_ours(model, data(args.our_batch_size), stop, n, 0.6))
-    llama = measure_llamacpp(model, tok, ids, stop, n, args.parallel, torch.get_num_threads())
+    sweep = [int(p) for p in args.sweep.split(",") if p]
+    llama = measure_llamacpp(model, tok, ids, stop, n, args.parallel, sweep, torch.get_num_threads())
+    setting = {}
+    if args.eval_setting:
+        n_prompts, samples = (int(x) for x in args.eval_setting.lower().split("x"))
+        setting = eval_setting(model, tok, n_prompts, samples, args.eval_prompts, "sw", n, args.eval_batch_size)
     result = {
         "model": args.model,
         "prompts": len(ids),
@@ -175,6 +235,7 @@ def main() -> None:
         "speedup_at_our_batch": round(ours_big / hf_same, 2),
         **llama,
         "llamacpp_speedup_vs_ours": round(llama["llamacpp_f16_tok_s"] / ours_big, 2),
+        **setting,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(result))

@@ -60,15 +60,24 @@ def test_eval_belebele(tiny_llama, data):
 
 def test_eval_generate(tiny_llama):
     out = run_bench("eval_generate.py", "--model", str(tiny_llama), "--prompts", "2", "--max-new-tokens", "8",
-                    "--batch-size", "2", "--our-batch-size", "4", "--threads", "1")
+                    "--batch-size", "2", "--our-batch-size", "4", "--threads", "1", "--sweep", "1,3",
+                    "--eval-setting", "3x2", "--eval-batch-size", "2")
     assert out["prompts"] == 4  # 2 prompts in each of the two default languages
     assert out["max_new_tokens"] == 8
     assert out["greedy_identical"] is True  # the script exits non-zero when they differ
     for key in ("hf_generate_tok_s_bs2", "ours_tok_s_bs2", "hf_generate_tok_s_bs4", "ours_tok_s_bs4",
                 "speedup_vs_hf_generate", "speedup_at_our_batch", "llamacpp_f16_tok_s", "llamacpp_q8_0_tok_s",
-                "llamacpp_speedup_vs_ours"):
+                "llamacpp_speedup_vs_ours", "llamacpp_f16_tok_s_parallel1", "llamacpp_f16_tok_s_parallel3",
+                "eval_setting_torch_s", "eval_setting_llamacpp_s", "eval_setting_llamacpp_speedup"):
         assert positive(out[key]), key
     assert 0 <= out["llamacpp_greedy_equal_share"] <= 1 and out["llamacpp_greedy_differ"] >= 0
+    # the child's clock: its parts are shares of one run, so they lie in [0, 1] and sum to at most 1
+    shares = [out[f"llamacpp_{part}_share"] for part in ("load", "decode", "sample")]
+    assert all(0 < x < 1 for x in shares) and sum(shares) <= 1.001
+    assert out["eval_setting"].startswith("3 sw prompts (demo) x 2 samples")
+    low, diff, high = (out["eval_setting_fidelity_diff"][i] for i in (1, 0, 2))
+    assert -100 <= low <= diff <= high <= 100 and 0 <= out["eval_setting_fidelity_p"] <= 1
+    assert all(0 <= out[f"eval_setting_fidelity_{b}"] <= 100 for b in ("torch", "llamacpp"))
 
 
 def test_eval_langpref(tiny_llama):

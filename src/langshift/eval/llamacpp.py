@@ -73,11 +73,27 @@ def generate_ids(gguf: Path, prompts: list[list[int]], seeds: list[int], *, max_
 
 def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
                  top_p: float, stop_ids: list[int], parallel: int = 16, threads: int = 1) -> list[list[int]]:
+    """New token ids for each prompt (`_decode`), the "generate" native task."""
+    return _decode(model, prompts, seeds, max_new_tokens, temperature, top_p, stop_ids, parallel, threads)[0]
+
+
+def decode_batch_timed(**kw) -> dict:
+    """`decode_batch` with where its time went, the "generate_timed" native task (bench/eval_generate.py):
+    {"tokens", "load_s" (model and context), "decode_s" (llama_decode calls), "sample_s" (sample_next),
+    "total_s"}; the rest of total_s is the Python between calls."""
+    tokens, clock = _decode(**kw)
+    return {"tokens": tokens, **clock}
+
+
+def _decode(model: str, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
+            top_p: float, stop_ids: list[int], parallel: int = 16, threads: int = 1) -> tuple[list[list[int]], dict]:
     """Continuous batching over llama.cpp's C API: each decode call carries one new token of every active
     sequence plus the whole prompts of sequences that start in it; only the positions that are sampled
     from compute logits. A prompt that repeats the one before it (a prompt's k samples, adjacent as the
     caller lists them) is prefilled once: its cache is copied to the twins' sequences, and each twin
     draws its first token from the same logits with its own generator."""
+    import time
+
     import llama_cpp as L
     import numpy as np
     import torch
@@ -86,6 +102,8 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     from langshift.native import report_progress
 
     torch.set_num_threads(threads)  # sampling runs between decode calls, on llama.cpp's threads
+    start = time.perf_counter()
+    clock = {"load_s": 0.0, "decode_s": 0.0, "sample_s": 0.0, "total_s": 0.0}
 
     L.llama_backend_init()
     llm = L.llama_model_load_from_file(model.encode(), L.llama_model_default_params())
@@ -115,6 +133,7 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
     queue, free = deque(range(len(prompts))), list(range(parallel - 1, -1, -1))
     active: dict[int, dict] = {}  # slot -> {"i": prompt index, "pos": next position, "out": tokens, "next": token}
     finished = 0
+    clock["load_s"] = time.perf_counter() - start
 
     def add(token: int, pos: int, slot: int, wants_logits: bool) -> None:
         n = batch.n_tokens
@@ -148,14 +167,18 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
                     copies.append((slot, twin))
                     sampled.append(twin)
                     rows.append(row)
+            tick = time.perf_counter()
             code = L.llama_decode(ctx, batch)
+            clock["decode_s"] += time.perf_counter() - tick
             if code != 0:
                 raise RuntimeError(f"llama_decode returned {code} (context {params.n_ctx} tokens, batch {n_batch})")
             for slot, twin in copies:
                 L.llama_memory_seq_cp(memory, slot, twin, -1, -1)
             logits = torch.from_numpy(np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(n_rows, n_vocab)))
+            tick = time.perf_counter()
             tokens = sample_next(logits[rows], temperature, top_p,
                                  generators=[generators[active[s]["i"]] for s in sampled]).tolist()
+            clock["sample_s"] += time.perf_counter() - tick
             for slot, token in zip(sampled, tokens, strict=True):
                 state = active[slot]
                 state["out"].append(token)
@@ -172,4 +195,5 @@ def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new
         L.llama_batch_free(batch)
         L.llama_free(ctx)
         L.llama_model_free(llm)
-    return results
+    clock["total_s"] = time.perf_counter() - start
+    return results, clock
