@@ -14,9 +14,12 @@ temperature 0. Each response draws with its own torch generator seeded from (see
 tokens do not depend on which responses share a decode call: the same distribution as the torch path,
 not its random stream. Greedy replies equal the torch path's up to f16 rounding (near-ties can flip).
 
-Measured (README, "llama.cpp"; one thread each, not quiet): f16 llama.cpp against our torch loop 0.88x
-on SmolLM2-135M and 1.26x on Gemma-3-270M in tokens/s, 0.48x in an evaluation's own setting (4 samples
-per prompt); 90-96 % of its time is llama_decode itself. Not faster here, so it is not the default.
+Measured (README, "llama.cpp"; bench/eval_generate.py): in tokens/s at 16 sequences, f16 llama.cpp runs
+1.37x our torch loop at batch 24 on a quiet AMD EPYC (SmolLM2-135M, 2 threads) and 0.88x (SmolLM2) to
+1.26x (Gemma-3-270M) on the Intel build machine; but in an evaluation's own setting, where torch decodes
+a batch's k samples of 16 prompts as 64 rows, it takes 1.46x (AMD) and 2.1x (Intel) torch's time. 94-96 %
+of its time is llama_decode itself. So it is not the default. Its fidelity equals the torch path's:
++0.7 [-4.7, +6.0] points over 150 prompts x 4 samples.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from pathlib import Path
 
 log = logging.getLogger("langshift")
 
-# Sequences per decode call. Measured (SmolLM2, 1 thread, one shared cache): 4 / 8 / 16 sequences gave
-# 23.1 / 28.0 / 31.1 tok/s, and 48 no more than 16 (44.0 vs 48.8 greedy): past 16 a step's cost grows
-# with its rows, the decode being compute- rather than weight-bandwidth-bound on this CPU.
+# Sequences per decode call. Measured on SmolLM2 with one shared cache: 4 / 8 / 16 / 32 sequences gave
+# 116.5 / 155.8 / 171.7 / 170.9 tok/s (quiet AMD EPYC, 2 threads), and in an evaluation's setting (50
+# prompts x 4 samples, 1 thread, loaded) 64 sequences 51.8 tok/s against 66.1 at 16: in one shared cache
+# each token's attention spans every sequence's cells, so past 16 a step's cost grows faster than its rows.
 PARALLEL = 16
 
 
