@@ -163,8 +163,9 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
     diff = paired_difference(passes["llamacpp"], passes["hf"])
     rate = {b: 100 * sum(v.values()) / len(v) for b, v in passes.items()}
     return {"eval_setting": f"{len(rows)} {lang} prompts ({prompts}) x {samples} samples, {max_new_tokens} tokens",
-            "eval_setting_torch_s": round(seconds["hf"], 1), "eval_setting_llamacpp_s": round(seconds["llamacpp"], 1),
-            "eval_setting_export_s": round(export_s, 1),
+            # 3 decimals: a tiny model's whole setting takes hundredths of a second
+            "eval_setting_torch_s": round(seconds["hf"], 3), "eval_setting_llamacpp_s": round(seconds["llamacpp"], 3),
+            "eval_setting_export_s": round(export_s, 3),
             "eval_setting_llamacpp_speedup": round(seconds["hf"] / seconds["llamacpp"], 2),
             "eval_setting_fidelity_torch": round(rate["hf"], 1),
             "eval_setting_fidelity_llamacpp": round(rate["llamacpp"], 1),
