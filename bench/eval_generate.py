@@ -102,6 +102,12 @@ def run_llamacpp(gguf, ids, stop, max_new_tokens, temperature, parallel, threads
     return sum(map(len, answer["tokens"])), answer
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b to 3 significant digits: a tiny model's llama.cpp rate, its child's start included, can be
+    1/500 of our loop's, which 2 decimals round to 0 (and so can a share of its time)."""
+    return float(f"{a / b:.3g}")
+
+
 def timed(fn):
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -130,7 +136,7 @@ def measure_llamacpp(model, tok, ids, stop, n, parallel, sweep, threads) -> dict
     swept = {f"llamacpp_f16_tok_s_parallel{p}": round(timed(lambda p=p: run_llamacpp(f16, ids, stop, n, 0.6, p,
                                                                                        threads))[0], 1)
              for p in sweep}
-    share = {f"llamacpp_{part}_share": round(clock[f"{part}_s"] / clock["total_s"], 3)
+    share = {f"llamacpp_{part}_share": ratio(clock[f"{part}_s"], clock["total_s"])
              for part in ("load", "decode", "sample")}
     return {"llamacpp_parallel": parallel, "llamacpp_f16_tok_s": round(f16_rate, 1),
             "llamacpp_q8_0_tok_s": round(q8_rate, 1), **share, **swept,
@@ -166,7 +172,7 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
             # 3 decimals: a tiny model's whole setting takes hundredths of a second
             "eval_setting_torch_s": round(seconds["hf"], 3), "eval_setting_llamacpp_s": round(seconds["llamacpp"], 3),
             "eval_setting_export_s": round(export_s, 3),
-            "eval_setting_llamacpp_speedup": round(seconds["hf"] / seconds["llamacpp"], 2),
+            "eval_setting_llamacpp_speedup": ratio(seconds["hf"], seconds["llamacpp"]),
             "eval_setting_fidelity_torch": round(rate["hf"], 1),
             "eval_setting_fidelity_llamacpp": round(rate["llamacpp"], 1),
             "eval_setting_fidelity_diff": [round(100 * x, 1) for x in (diff.diff, diff.ci_low, diff.ci_high)],
@@ -232,10 +238,10 @@ def main() -> None:
         f"ours_tok_s_bs{args.batch_size}": round(ours_same, 1),
         f"hf_generate_tok_s_bs{args.our_batch_size}": round(hf_big, 1),
         f"ours_tok_s_bs{args.our_batch_size}": round(ours_big, 1),
-        "speedup_vs_hf_generate": round(ours_same / hf_same, 2),
-        "speedup_at_our_batch": round(ours_big / hf_same, 2),
+        "speedup_vs_hf_generate": ratio(ours_same, hf_same),
+        "speedup_at_our_batch": ratio(ours_big, hf_same),
         **llama,
-        "llamacpp_speedup_vs_ours": round(llama["llamacpp_f16_tok_s"] / ours_big, 2),
+        "llamacpp_speedup_vs_ours": ratio(llama["llamacpp_f16_tok_s"], ours_big),
         **setting,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
