@@ -20,8 +20,9 @@ it is the path for real models at scale and needs `pip install vllm` and a GPU. 
 sends them to llama.cpp on the CPU (`eval/llamacpp.py`: an f16 GGUF of the model, continuous batching
 in a child process); a model whose architecture the GGUF export does not know is generated with torch,
 said once. It is not the default: in an evaluation's own setting (150 prompts x 4 samples) it took 1.46x
-the torch path's time on a quiet 2-core AMD EPYC and 2.1x on the Intel build machine, its fidelity the
-same within +0.7 [-4.7, +6.0] points (bench/eval_generate.py --eval-setting; README, "llama.cpp").
+the torch path's time for SmolLM2 on a quiet 2-core AMD EPYC and 2.1x on the Intel build machine (Gemma-3,
+with its large vocabulary, 0.73x there), its fidelity the same within the CIs (bench/eval_generate.py
+--eval-setting; README, "llama.cpp").
 """
 
 from __future__ import annotations

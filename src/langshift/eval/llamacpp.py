@@ -18,8 +18,10 @@ Measured (README, "llama.cpp"; bench/eval_generate.py): in tokens/s at 16 sequen
 1.37x our torch loop at batch 24 on a quiet AMD EPYC (SmolLM2-135M, 2 threads) and 0.88x (SmolLM2) to
 1.26x (Gemma-3-270M) on the Intel build machine; but in an evaluation's own setting, where torch decodes
 a batch's k samples of 16 prompts as 64 rows, it takes 1.46x (AMD) and 2.1x (Intel) torch's time. 94-96 %
-of its time is llama_decode itself. So it is not the default. Its fidelity equals the torch path's:
-+0.7 [-4.7, +6.0] points over 150 prompts x 4 samples.
+of its time is llama_decode itself. Gemma-3-270M is the exception: its 262k-token head makes llama.cpp
+1.37x faster than torch in that setting on the AMD machine. The default stays torch until a per-model
+pick is built. Its fidelity equals the torch path's: +0.7 [-4.7, +6.0] points over 150 prompts x 4 samples
+(SmolLM2), -0.5 [-5.5, +4.5] over 50 x 4 (Gemma).
 """
 
 from __future__ import annotations
@@ -75,10 +77,9 @@ def generate_ids(gguf: Path, prompts: list[list[int]], seeds: list[int], *, max_
 
 # ---- the child's side: runs under `python -m langshift.native generate ...` ----
 
-def decode_batch(model: str, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
-                 top_p: float, stop_ids: list[int], parallel: int = 16, threads: int = 1) -> list[list[int]]:
-    """New token ids for each prompt (`_decode`), the "generate" native task."""
-    return _decode(model, prompts, seeds, max_new_tokens, temperature, top_p, stop_ids, parallel, threads)[0]
+def decode_batch(**kw) -> list[list[int]]:
+    """New token ids for each prompt, the "generate" native task (arguments: `_decode`'s)."""
+    return _decode(**kw)[0]
 
 
 def decode_batch_timed(**kw) -> dict:
