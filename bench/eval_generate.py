@@ -18,7 +18,9 @@ Same model, same prompts (the demo's open prompts in the chat format), the paper
    eval` calls, with each backend on the same Swahili prompts (`--eval-prompts`), k samples each, the study's
    batch. Times, and the fidelity of both samples paired by prompt (a prompt's pass rate over its k
    responses): llama.cpp samples the same distribution, not the same random stream, so the two should differ
-   only by chance, which the difference's CI and p-value say.
+   only by chance, which the difference's CI and p-value say. Then `auto`'s own probe of the setting's first
+   batch (`eval/backend_pick.py`): the backend it would pick, its predicted speedup, and the backend the
+   measured times favour by the same rule (llama.cpp only at MARGIN x torch's time or less).
 
     python bench/eval_generate.py [--model smollm2|gemma3-270m] [--prompts 24] [--max-new-tokens 64]
                                   [--sweep 4,8,16] [--eval-setting 50x4 --eval-prompts demo-v2]
@@ -41,19 +43,14 @@ from pathlib import Path
 import torch
 
 from langshift.eval.decode import decode
-from langshift.eval.generate import _stop_ids, encode_prompt, generate_responses
+from langshift.eval.generate import _stop_ids, encode_prompt, generate_responses, left_padded
 from langshift.models import chat_format, load
 
 
 def batches(ids: list[list[int]], size: int, pad: int):
     order = sorted(ids, key=len, reverse=True)
     for start in range(0, len(order), size):
-        part = order[start : start + size]
-        width = max(map(len, part))
-        yield (
-            torch.tensor([[pad] * (width - len(i)) + i for i in part]),
-            torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in part]),
-        )
+        yield left_padded(order[start : start + size], pad, "cpu")
 
 
 def run_hf(model, data, stop, pad, max_new_tokens, temperature):
@@ -147,6 +144,7 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
                  batch_size: int) -> dict:
     """Both backends through `generate_responses` on the same prompts, k samples each: seconds, and each
     sample's fidelity in `lang` with their difference paired by prompt (llama.cpp − torch, in points)."""
+    from langshift.eval.backend_pick import MARGIN, PROBE_TOKENS, measure, pick
     from langshift.eval.fidelity import fidelity_items
     from langshift.eval.llamacpp import gguf_for
     from langshift.eval.stats import item_values, paired_difference
@@ -168,6 +166,14 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
             chars[backend] = sum(len(r["response"]) for r in out) / len(out)
     diff = paired_difference(passes["llamacpp"], passes["hf"])
     rate = {b: 100 * sum(v.values()) / len(v) for b, v in passes.items()}
+    # What `auto` would pick here, from its own probe of the first batch, against what was just measured.
+    probe = measure(model, tok, rows[:batch_size], samples=samples, probe_tokens=min(max_new_tokens, PROBE_TOKENS),
+                    temperature=0.6, top_p=0.9)
+    tokens = len(rows) * samples * max_new_tokens
+    chosen = pick(probe, tokens, exported=True)
+    predicted = {"hf": tokens * probe["hf_s_per_token"],
+                 "llamacpp": probe["start_s"] + tokens * probe["cpp_s_per_token"]}
+    faster = "llamacpp" if seconds["llamacpp"] <= MARGIN * seconds["hf"] else "hf"
     return {"eval_setting": f"{len(rows)} {lang} prompts ({prompts}) x {samples} samples, {max_new_tokens} tokens",
             # 3 decimals: a tiny model's whole setting takes hundredths of a second
             "eval_setting_torch_s": round(seconds["hf"], 3), "eval_setting_llamacpp_s": round(seconds["llamacpp"], 3),
@@ -177,7 +183,9 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
             "eval_setting_fidelity_llamacpp": round(rate["llamacpp"], 1),
             "eval_setting_fidelity_diff": [round(100 * x, 1) for x in (diff.diff, diff.ci_low, diff.ci_high)],
             "eval_setting_fidelity_p": round(diff.p_value, 3),
-            "eval_setting_mean_chars": {b: round(c, 1) for b, c in chars.items()}}
+            "eval_setting_mean_chars": {b: round(c, 1) for b, c in chars.items()},
+            "auto_probe": probe["probe"], "auto_pick": chosen.backend, "auto_pick_by_measured_times": faster,
+            "auto_predicted_llamacpp_speedup": ratio(predicted["hf"], predicted["llamacpp"])}
 
 
 def main() -> None:

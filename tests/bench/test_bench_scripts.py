@@ -78,6 +78,10 @@ def test_eval_generate(tiny_llama):
     low, diff, high = (out["eval_setting_fidelity_diff"][i] for i in (1, 0, 2))
     assert -100 <= low <= diff <= high <= 100 and 0 <= out["eval_setting_fidelity_p"] <= 1
     assert all(0 <= out[f"eval_setting_fidelity_{b}"] <= 100 for b in ("torch", "llamacpp"))
+    # auto's probe of the setting's first batch (2 prompts x 2 samples x 8 tokens), against the measured times
+    assert out["auto_probe"] == "2 prompts x 2 x 8 tokens"
+    assert out["auto_pick"] in ("hf", "llamacpp") and out["auto_pick_by_measured_times"] in ("hf", "llamacpp")
+    assert positive(out["auto_predicted_llamacpp_speedup"])
 
 
 def test_eval_langpref(tiny_llama):

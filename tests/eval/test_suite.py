@@ -134,6 +134,10 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
             assert r["n"] == 2 and 0 <= r["value"] <= 1 and r["stderr"] >= 0
     assert saved["alpaca"] == {} and "judge" in saved["skipped"]["alpaca"]
     assert saved["meta"]["langs"] == ["sw", "en"] and saved["meta"]["config"]["lang"] == "sw"
+    # the default backend, auto, says what it picked and why: 2 prompts are too few to measure llama.cpp for
+    for lang in ("sw", "en"):
+        chosen = saved["meta"]["generation_backend"][lang]
+        assert chosen["backend"] == "hf" and "too few to pay for measuring" in chosen["reason"]
 
     # raw per-item files
     for lang, prompts in (

@@ -52,9 +52,10 @@ class EvalSettings(Options):
     seed: int = Field(0, ge=0, description="Seed of sampling (and of the MMMLU subject sample).")
     batch_size: int = Field(8, ge=1, description="Prompts or questions per forward pass.")
     same_language_system: bool = Field(False, description="Add the 'answer in the same language' system prompt (App. F).")
-    generation_backend: Literal["hf", "llamacpp", "vllm"] = Field(
-        "hf", description="Generation backend: hf (our torch loop), llamacpp (CPU: an f16 GGUF, continuous "
-        "batching; slower than hf on the build machine), vllm (GPU).")
+    generation_backend: Literal["auto", "hf", "llamacpp", "vllm"] = Field(
+        "auto", description="Generation backend: auto (hf or llamacpp, whichever is measured faster for this "
+        "model on this CPU; hf on a GPU), hf (our torch loop, exact), llamacpp (CPU: an f16 GGUF, continuous "
+        "batching), vllm (GPU).")
     judge: JudgeConfig | None = Field(None, description="Pairwise judge endpoint (alpaca).")
     trust_remote_code: bool = Field(False, description="Allow the model repo's own code (off unless asked).")
     dtype: Literal["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"] | None = Field(

@@ -80,6 +80,12 @@ def generate_responses(
     _check_prompts(prompts)
     _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
                     samples=samples, retries=retries)
+    if backend == "auto":  # torch or llama.cpp, whichever is measured faster for this model here
+        from langshift.eval.backend_pick import resolve_backend
+
+        backend = resolve_backend(backend, model, tokenizer, prompts, samples=samples, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, temperature=temperature, top_p=top_p, system=system,
+                                  regenerations=accept is not None).backend
     if (accept is not None or backend not in ("hf", "llamacpp")) and samples > 1:
         raise ValueError("samples > 1 runs on the 'hf' and 'llamacpp' backends, without regenerations")
     if accept is not None and backend != "hf":
@@ -109,7 +115,7 @@ def generate_responses(
         elif backend == "llamacpp":
             done.update(_generate_llamacpp(*args, samples=samples))
         else:
-            raise ValueError(f"unknown generation backend {backend!r}; use 'hf', 'llamacpp' or 'vllm'")
+            raise ValueError(f"unknown generation backend {backend!r}; use 'auto', 'hf', 'llamacpp' or 'vllm'")
     return [done[(p["id"], s)] for p in prompts for s in range(samples)]
 
 
@@ -171,6 +177,20 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return [tokenizer.bos_token_id, *ids] if needs_bos(tokenizer, text) else ids
 
 
+def left_padded(ids: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of several prompts as one left-padded batch [rows, width] and its attention mask, as
+    decoder-only generation requires."""
+    width = max(len(row) for row in ids)
+    input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=device)
+    return input_ids, mask
+
+
+def pad_id(tokenizer, stop: list[int]) -> int:
+    """The id left padding uses: the tokenizer's pad token, else the first stop id."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+
+
 def _stop_ids(model, tokenizer, end: str) -> list[int]:
     """EOS of tokenizer and model, plus the turn-closing text when it is a single token."""
     ids = {tokenizer.eos_token_id}
@@ -212,7 +232,7 @@ def _generate_hf(
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in todo]
     order = sorted(range(len(todo)), key=lambda i: -len(ids[i]))
     stop = _stop_ids(model, tokenizer, fmt.end)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    pad = pad_id(tokenizer, stop)
     end_tokens = len(tokenizer(fmt.end, add_special_tokens=False).input_ids) if fmt.end else 0
 
     def ends_turn(tokens: list[int]) -> bool:  # a turn end spelled in several tokens
@@ -223,13 +243,7 @@ def _generate_hf(
     with progress_bar(total=len(todo), desc="generate", unit="prompt") as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in batch)
-            input_ids = torch.tensor(
-                [[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=model.device
-            )
-            mask = torch.tensor(
-                [[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=model.device
-            )
+            input_ids, mask = left_padded([ids[i] for i in batch], pad, model.device)
             torch.manual_seed(int(stable_hash(seed, [todo[i]["id"] for i in batch]), 16) % 2**63)
             prefix = prefill(model, input_ids, mask)
             if samples > 1:  # each prompt's row k times: k samples from one prefill, decoded together

@@ -43,20 +43,27 @@ def gguf_for(model, tokenizer) -> Path | None:
     """The cached f16 GGUF of a loaded model (exported on first use, keyed by its weights' fingerprint),
     or None when the export does not support its architecture (the caller falls back to torch)."""
     from langshift.export.gguf import UnsupportedModelError, arch_of, export_gguf
-    from langshift.files import cache_dir, file_lock
-    from langshift.fingerprints import weights_fingerprint
+    from langshift.files import file_lock
 
     try:
         arch_of(model)
     except UnsupportedModelError as e:
         log.warning("llama.cpp generation: %s; generating with torch instead", e)
         return None
-    out = cache_dir() / "gguf" / f"{weights_fingerprint(model)[:24]}.f16.gguf"
+    out = gguf_path(model)
     if not out.is_file():
         with file_lock(out.parent / f".{out.name}.lock"):  # parallel stages: one exports, the rest wait
             if not out.is_file():
                 export_gguf(getattr(model, "name_or_path", "model") or "model", out, "f16", loaded=(model, tokenizer))
     return out
+
+
+def gguf_path(model) -> Path:
+    """Where the f16 GGUF of a loaded model is cached (there or not yet)."""
+    from langshift.files import cache_dir
+    from langshift.fingerprints import weights_fingerprint
+
+    return cache_dir() / "gguf" / f"{weights_fingerprint(model)[:24]}.f16.gguf"
 
 
 def generate_ids(gguf: Path, prompts: list[list[int]], seeds: list[int], *, max_new_tokens: int, temperature: float,

@@ -235,17 +235,25 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
             changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v)
             raise ValueError(f"{path} was generated with other settings ({changed}); use a new output directory")
     write_json(sidecar, settings)
+    from langshift.eval.backend_pick import resolve_backend
     from langshift.eval.generate import generate_responses, generation_key
 
-    key = generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                         seed=cfg.seed, system=system, backend=cfg.generation_backend, samples=cfg.samples)
-    rows = _complete(path, prompts, cfg.samples, key)
-    if rows is None:
-        t0 = time.time()
-        model, tokenizer = ctx.model.get()
-        rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-                                  batch_size=cfg.batch_size, system=system, backend=cfg.generation_backend,
-                                  samples=cfg.samples)
-        meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
+    # `auto` may have picked either backend when these responses were made: either one's complete set is kept.
+    for backend in ("hf", "llamacpp") if cfg.generation_backend == "auto" else (cfg.generation_backend,):
+        key = generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                             seed=cfg.seed, system=system, backend=backend, samples=cfg.samples)
+        rows = _complete(path, prompts, cfg.samples, key)
+        if rows is not None:
+            return rows
+    t0 = time.time()
+    model, tokenizer = ctx.model.get()
+    chosen = resolve_backend(cfg.generation_backend, model, tokenizer, prompts, samples=cfg.samples,
+                             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                             temperature=cfg.temperature, top_p=cfg.top_p, system=system)
+    meta.setdefault("generation_backend", {})[lang] = chosen._asdict()
+    rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,
+                              temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
+                              batch_size=cfg.batch_size, system=system, backend=chosen.backend,
+                              samples=cfg.samples)
+    meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
     return rows
