@@ -138,6 +138,7 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
     for lang in ("sw", "en"):
         chosen = saved["meta"]["generation_backend"][lang]
         assert chosen["backend"] == "hf" and "too few to pay for measuring" in chosen["reason"]
+    assert "Open responses (sw) generated with torch: " in (out / "report.md").read_text()
 
     # raw per-item files
     for lang, prompts in (
@@ -174,6 +175,7 @@ def test_evaluate_end_to_end_and_resume(tiny_llama, tmp_path, data):
     assert again["fidelity"]["sw"]["metrics"]["line_pass_rate"]["value"] == 1.0
     assert again["belebele"] == state["belebele"] and again["mmmlu"] == state["mmmlu"]
     assert not any(k.startswith(("generate.", "belebele.", "mmmlu.")) for k in again["meta"]["seconds"])
+    assert again["meta"]["generation_backend"]["sw"] == {"backend": "hf", "reason": "read from responses.sw.jsonl"}
 
     # Responses sampled with other settings are not mixed in.
     with pytest.raises(ValueError, match=r"other settings \(max_new_tokens: 8 -> 9\)"):

@@ -244,6 +244,7 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
                              seed=cfg.seed, system=system, backend=backend, samples=cfg.samples)
         rows = _complete(path, prompts, cfg.samples, key)
         if rows is not None:
+            meta.setdefault("generation_backend", {})[lang] = {"backend": backend, "reason": f"read from {path.name}"}
             return rows
     t0 = time.time()
     model, tokenizer = ctx.model.get()

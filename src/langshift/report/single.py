@@ -15,6 +15,9 @@ from langshift.report.rows import pct
 from langshift.report.tables import md_table
 
 
+BACKEND_NAMES = {"hf": "torch", "llamacpp": "llama.cpp", "vllm": "vLLM"}
+
+
 def eval_lang_label(lang: str, target: str) -> str:
     return f"{'English' if lang == 'en' and target != 'en' else 'Target'} ({lang})"
 
@@ -71,6 +74,9 @@ def render_eval_report(state: dict) -> str:
     if skipped:
         lines += ["Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()), ""]
     lines += ["Values are mean ± standard error over items, in percent for rates.", ""]
+    for lang, chosen in meta.get("generation_backend", {}).items():
+        lines += [f"Open responses ({lang}) generated with {BACKEND_NAMES.get(chosen['backend'], chosen['backend'])}: "
+                  f"{chosen['reason']}.", ""]
     return "\n".join(lines)
 
 
