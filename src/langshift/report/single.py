@@ -14,7 +14,6 @@ from langshift.files import atomic_write_text
 from langshift.report.rows import pct
 from langshift.report.tables import md_table
 
-
 BACKEND_NAMES = {"hf": "torch", "llamacpp": "llama.cpp", "vllm": "vLLM"}
 
 
