@@ -19,8 +19,8 @@ Measured (README, "llama.cpp"; bench/eval_generate.py): in tokens/s at 16 sequen
 1.26x (Gemma-3-270M) on the Intel build machine; but in an evaluation's own setting, where torch decodes
 a batch's k samples of 16 prompts as 64 rows, it takes 1.46x (AMD) and 2.1x (Intel) torch's time. 94-96 %
 of its time is llama_decode itself. Gemma-3-270M is the exception: its 262k-token head makes llama.cpp
-1.37x faster than torch in that setting on the AMD machine. The default stays torch until a per-model
-pick is built. Its fidelity equals the torch path's: +0.7 [-4.7, +6.0] points over 150 prompts x 4 samples
+1.37x faster than torch in that setting on the AMD machine. So the default, `auto`, picks between the two
+per model shape, machine and setting from a probe of both (`eval/backend_pick.py`). Its fidelity equals the torch path's: +0.7 [-4.7, +6.0] points over 150 prompts x 4 samples
 (SmolLM2), -0.5 [-5.5, +4.5] over 50 x 4 (Gemma).
 """
 
@@ -90,7 +90,7 @@ def decode_batch(**kw) -> list[list[int]]:
 
 
 def decode_batch_timed(**kw) -> dict:
-    """`decode_batch` with where its time went, the "generate_timed" native task (bench/eval_generate.py):
+    """`decode_batch` with where its time went, the "generate_timed" native task (auto's probe, the bench):
     {"tokens", "load_s" (model and context), "decode_s" (llama_decode calls), "sample_s" (sample_next),
     "total_s"}; the rest of total_s is the Python between calls."""
     tokens, clock = _decode(**kw)
