@@ -92,6 +92,9 @@ def test_a_measurement_is_made_once_per_model_shape_and_then_read(tiny_llama, tm
     assert measured["hf_s_per_token"] > 0 and measured["cpp_s_per_token"] > 0 and measured["start_s"] > 0
     assert measured["export_s"] > 0 and measured["probe"] == "2 prompts x 2 x 8 tokens"
     assert chosen == pick(measured, 8 * 2 * 8, exported=True)  # the probe exported this model's GGUF
+    # measured again with that GGUF cached, the export other fine-tunes pay is still timed, not taken as 0
+    again = backend_pick.measure(model, tok, prompts[:2], samples=2, probe_tokens=8, temperature=0.6, top_p=0.9)
+    assert again["export_s"] > 0
 
     with torch.no_grad():
         for p in model.parameters():

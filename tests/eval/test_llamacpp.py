@@ -56,6 +56,32 @@ def test_samples_have_their_own_seeds_and_a_rerun_is_the_same(tiny_llama, tmp_pa
     assert resumed == first
 
 
+def test_smollm2_a_sample_that_starts_later_shares_a_live_twins_prompt(tmp_path):
+    """Two slots, greedy, prompts [B, A, A, A]: B stops after one token, so A's second sample starts while
+    its first is decoding, and the third when the first ends and the second still decodes. Each takes the
+    live twin's prompt cells and decodes one token: A is prefilled once, and every reply is the one A gets
+    with one slot, where no twin is live to share with (wrong cells or positions change the reply). The
+    real model: a random one's flat logits let batch-size rounding flip draws even without sharing."""
+    from langshift.eval.generate import encode_prompt
+    from langshift.eval.llamacpp import gguf_for
+    from langshift.eval.suite import demo_prompts_path
+    from langshift.models import chat_format, load
+
+    model, tok = load("smollm2", dtype="float32")
+    fmt = chat_format(tok)
+    rows = [json.loads(line) for line in demo_prompts_path().read_text().splitlines()[:4]]
+    ids = [encode_prompt(tok, fmt.prompt_text(tok, r["sw"])) for r in rows]
+    kw = dict(model=str(gguf_for(model, tok)), seeds=[0, 1, 2, 3], max_new_tokens=12, temperature=0, top_p=1.0,
+              threads=1)
+    alone = native.call("generate", prompts=ids, stop_ids=[], parallel=1, **kw)
+    # B: a prompt whose first token A's reply never holds, so that stopping on it ends B only
+    a, b = next((a, b) for a in range(len(ids)) for b in range(len(ids)) if alone[b][0] not in alone[a])
+    timed = native.call("generate_timed", prompts=[ids[b], ids[a], ids[a], ids[a]], stop_ids=[alone[b][0]],
+                        parallel=2, **kw)
+    assert timed["tokens"] == [alone[b][:1], alone[a], alone[a], alone[a]]
+    assert timed["prompt_tokens"] == len(ids[b]) + len(ids[a]) + 2  # without sharing: len(B) + 3 len(A)
+
+
 def test_an_architecture_the_export_does_not_know_falls_back_to_torch(tiny_gpt2, tmp_path, caplog):
     from langshift.models import load
 

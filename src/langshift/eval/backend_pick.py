@@ -36,6 +36,7 @@ import os
 import platform
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import NamedTuple
 
 log = logging.getLogger("langshift")
@@ -135,12 +136,19 @@ def measure(model, tokenizer, prompts: list[dict], *, samples: int, probe_tokens
         hf_s = time.perf_counter() - tick
     result = {"hf_s_per_token": hf_s / tokens, "probe": f"{len(ids)} prompts x {samples} x {probe_tokens} tokens",
               "measured": time.strftime("%Y-%m-%d"), "load_average": round(os.getloadavg()[0], 2)}
-    exported = gguf_path(model).is_file()
+    cached = gguf_path(model).is_file()
     tick = time.perf_counter()
     gguf = gguf_for(model, tokenizer)
-    # A GGUF already there (backend llamacpp asked for before) hides the export's cost: it is then unknown
-    # and counted as nothing, which favours llama.cpp only where an export is needed after all.
-    result["export_s"] = 0.0 if exported else time.perf_counter() - tick
+    result["export_s"] = time.perf_counter() - tick
+    if cached:  # this model's GGUF was made before; every other fine-tune pays the export, so time one
+        import tempfile
+
+        from langshift.export.gguf import export_gguf
+
+        with tempfile.TemporaryDirectory(dir=gguf.parent) as tmp:
+            tick = time.perf_counter()
+            export_gguf("probe", Path(tmp) / "model.f16.gguf", "f16", loaded=(model, tokenizer))
+            result["export_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     try:
         timed = native.call("generate_timed", model=str(gguf), prompts=[i for i in ids for _ in range(samples)],

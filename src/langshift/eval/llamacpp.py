@@ -92,7 +92,7 @@ def decode_batch(**kw) -> list[list[int]]:
 def decode_batch_timed(**kw) -> dict:
     """`decode_batch` with where its time went, the "generate_timed" native task (auto's probe, the bench):
     {"tokens", "load_s" (model and context), "decode_s" (llama_decode calls), "sample_s" (sample_next),
-    "total_s"}; the rest of total_s is the Python between calls."""
+    "total_s", "prompt_tokens" (prompt tokens decoded)}; the rest of total_s is the Python between calls."""
     tokens, clock = _decode(**kw)
     return {"tokens": tokens, **clock}
 
@@ -103,7 +103,8 @@ def _decode(model: str, prompts: list[list[int]], seeds: list[int], max_new_toke
     sequence plus the whole prompts of sequences that start in it; only the positions that are sampled
     from compute logits. A prompt that repeats the one before it (a prompt's k samples, adjacent as the
     caller lists them) is prefilled once: its cache is copied to the twins' sequences, and each twin
-    draws its first token from the same logits with its own generator."""
+    draws its first token from the same logits with its own generator; a twin that starts later, while
+    another is still decoding, takes that one's prompt cells and decodes only the prompt's last token."""
     import time
 
     import llama_cpp as L
@@ -115,7 +116,7 @@ def _decode(model: str, prompts: list[list[int]], seeds: list[int], max_new_toke
 
     torch.set_num_threads(threads)  # sampling runs between decode calls, on llama.cpp's threads
     start = time.perf_counter()
-    clock = {"load_s": 0.0, "decode_s": 0.0, "sample_s": 0.0, "total_s": 0.0}
+    clock = {"load_s": 0.0, "decode_s": 0.0, "sample_s": 0.0, "total_s": 0.0, "prompt_tokens": 0}
 
     L.llama_backend_init()
     llm = L.llama_model_load_from_file(model.encode(), L.llama_model_default_params())
@@ -143,6 +144,13 @@ def _decode(model: str, prompts: list[list[int]], seeds: list[int], max_new_toke
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     results: list[list[int] | None] = [None] * len(prompts)
     queue, free = deque(range(len(prompts))), list(range(parallel - 1, -1, -1))
+    # Adjacent equal prompts (a prompt's k samples) form a group. A member that starts while another member
+    # is decoding shares that one's prompt cells and decodes only the prompt's last token (for its logits):
+    # slots free one at a time, so without this most samples after the first would prefill the prompt again.
+    group = list(range(len(prompts)))
+    for j in range(1, len(prompts)):
+        if prompts[j] == prompts[j - 1]:
+            group[j] = group[j - 1]
     active: dict[int, dict] = {}  # slot -> {"i": prompt index, "pos": next position, "out": tokens, "next": token}
     finished = 0
     clock["load_s"] = time.perf_counter() - start
@@ -164,12 +172,24 @@ def _decode(model: str, prompts: list[list[int]], seeds: list[int], max_new_toke
                 add(state["next"], state["pos"], slot, True)
                 state["pos"] += 1
             n_rows = len(rows)
-            while queue and free and batch.n_tokens + len(prompts[queue[0]]) <= n_batch:
-                i, slot = queue.popleft(), free.pop()
+            holders = {group[state["i"]]: slot for slot, state in active.items()}  # prompts already in the cache
+            while queue and free:
+                i = queue[0]
+                source, n = holders.get(group[i]), len(prompts[i])
+                if batch.n_tokens + (1 if source is not None else n) > n_batch:
+                    break
+                queue.popleft()
+                slot = free.pop()
                 row, n_rows = n_rows, n_rows + 1
-                for pos, token in enumerate(prompts[i]):
-                    add(token, pos, slot, pos == len(prompts[i]) - 1)
-                active[slot] = {"i": i, "pos": len(prompts[i]), "out": []}
+                if source is not None:  # a twin of a live sequence: its prompt's cells, then the last token again
+                    L.llama_memory_seq_cp(memory, source, slot, 0, n - 1)
+                    add(prompts[i][-1], n - 1, slot, True)
+                    clock["prompt_tokens"] += 1
+                else:
+                    for pos, token in enumerate(prompts[i]):
+                        add(token, pos, slot, pos == n - 1)
+                    clock["prompt_tokens"] += n
+                active[slot] = {"i": i, "pos": n, "out": []}
                 sampled.append(slot)
                 rows.append(row)
                 # The same prompt again (a prompt's k samples): one prefill, its cache shared, not recomputed.
