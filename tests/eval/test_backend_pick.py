@@ -139,3 +139,23 @@ def test_responses_come_from_the_backend_the_memory_picks(tiny_llama, tmp_path, 
     rows = generate_responses(model, tok, PROMPTS, tmp_path / "r.jsonl", backend="auto", **kw)
     expected = generation_key(max_new_tokens=8, temperature=0.6, top_p=0.9, seed=0, system=None, backend=faster)
     assert {r["settings"] for r in rows} == {expected}
+
+
+def test_a_crash_after_auto_picked_llama_cpp_is_named_and_torch_generates(tiny_llama, tmp_path, sigill_lib,
+                                                                          monkeypatch, caplog):
+    """auto picked llama.cpp for speed: a llama.cpp that then dies is a warning, never a dead evaluation.
+    Asked for by name, the same crash is the error (tests/eval/test_llamacpp.py)."""
+    from langshift.files import write_json
+    from langshift.models import load
+
+    model, tok = load(tiny_llama, dtype="float32")
+    key = setting_key(model, batch_size=2, samples=1, probe_tokens=8, greedy=False)
+    write_json(tmp_path / "cache" / backend_pick.CACHE_FILE,
+               {key: {**MEASURED, "hf_s_per_token": 0.01, "cpp_s_per_token": 0.0001, "start_s": 0.0, "export_s": 0.0}})
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(sigill_lib))
+    with caplog.at_level("WARNING", logger="langshift"):
+        rows = generate_responses(model, tok, PROMPTS, tmp_path / "r.jsonl", backend="auto", max_new_tokens=8,
+                                  batch_size=2, temperature=0.6, top_p=0.9)
+    assert "exited with SIGILL" in caplog.text and "generating with torch instead" in caplog.text
+    hf_key = generation_key(max_new_tokens=8, temperature=0.6, top_p=0.9, seed=0, system=None, backend="hf")
+    assert len(rows) == len(PROMPTS) and {r["settings"] for r in rows} == {hf_key}

@@ -69,8 +69,12 @@ def generate_responses(
     accept=None,
     retries: int = 0,
     samples: int = 1,
+    torch_if_crash: bool = False,
 ) -> list[dict]:
     """Responses `{"id", "prompt", "response"}` for `prompts` (`{"id", "prompt"}`), in their order.
+
+    `torch_if_crash`: a llama.cpp that crashes is named in a warning and torch generates instead (what
+    `auto` does, which picked llama.cpp for speed, not asked for it); otherwise the crash is the error.
 
     With `accept(response) -> bool`, a rejected response is sampled again, up to `retries` times,
     from the batch's prefilled prompt cache; rows then also hold "attempts" (1 + regenerations).
@@ -87,6 +91,7 @@ def generate_responses(
         backend = resolve_backend(backend, model, tokenizer, prompts, samples=samples, max_new_tokens=max_new_tokens,
                                   batch_size=batch_size, temperature=temperature, top_p=top_p, system=system,
                                   regenerations=accept is not None).backend
+        torch_if_crash = True
     if (accept is not None or backend not in ("hf", "llamacpp")) and samples > 1:
         raise ValueError("samples > 1 runs on the 'hf' and 'llamacpp' backends, without regenerations")
     if accept is not None and backend != "hf":
@@ -114,7 +119,17 @@ def generate_responses(
         elif backend == "vllm":
             done.update(_generate_vllm(*args))
         elif backend == "llamacpp":
-            done.update(_generate_llamacpp(*args, samples=samples))
+            from langshift.native import NativeCrash
+
+            try:
+                done.update(_generate_llamacpp(*args, samples=samples))
+            except NativeCrash as e:
+                if not torch_if_crash:
+                    raise
+                log.warning("%s; generating with torch instead", e)
+                return generate_responses(model, tokenizer, prompts, out_path, max_new_tokens=max_new_tokens,
+                                          temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                                          system=system, backend="hf", samples=samples)
         else:
             raise ValueError(f"unknown generation backend {backend!r}; use 'auto', 'hf', 'llamacpp' or 'vllm'")
     return [done[(p["id"], s)] for p in prompts for s in range(samples)]

@@ -238,11 +238,13 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
     from langshift.eval.backend_pick import resolve_backend
     from langshift.eval.generate import generate_responses, generation_key
 
+    def key(backend: str) -> str:
+        return generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                              seed=cfg.seed, system=system, backend=backend, samples=cfg.samples)
+
     # `auto` may have picked either backend when these responses were made: either one's complete set is kept.
     for backend in ("hf", "llamacpp") if cfg.generation_backend == "auto" else (cfg.generation_backend,):
-        key = generation_key(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                             seed=cfg.seed, system=system, backend=backend, samples=cfg.samples)
-        rows = _complete(path, prompts, cfg.samples, key)
+        rows = _complete(path, prompts, cfg.samples, key(backend))
         if rows is not None:
             meta.setdefault("generation_backend", {})[lang] = {"backend": backend, "reason": f"read from {path.name}"}
             return rows
@@ -251,10 +253,13 @@ def _responses(ctx: TaskContext, lang: str, prompts: list[dict], meta: dict) -> 
     chosen = resolve_backend(cfg.generation_backend, model, tokenizer, prompts, samples=cfg.samples,
                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                              temperature=cfg.temperature, top_p=cfg.top_p, system=system)
-    meta.setdefault("generation_backend", {})[lang] = chosen._asdict()
     rows = generate_responses(model, tokenizer, prompts, path, max_new_tokens=cfg.max_new_tokens,
                               temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
                               batch_size=cfg.batch_size, system=system, backend=chosen.backend,
-                              samples=cfg.samples)
+                              samples=cfg.samples, torch_if_crash=cfg.generation_backend == "auto")
+    made = chosen._asdict()
+    if rows and rows[0]["settings"] != key(chosen.backend):  # auto's llama.cpp crashed, and torch generated
+        made = {"backend": "hf", "reason": f"{chosen.backend} crashed (see the log), torch generated"}
+    meta.setdefault("generation_backend", {})[lang] = made
     meta["seconds"][f"generate.{lang}"] = round(time.time() - t0, 2)
     return rows
