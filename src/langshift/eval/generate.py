@@ -19,9 +19,9 @@ others again, so a run with corrected settings never keeps answers made with the
 it is the path for real models at scale and needs `pip install vllm` and a GPU. `backend="llamacpp"`
 sends them to llama.cpp on the CPU (`eval/llamacpp.py`: an f16 GGUF of the model, continuous batching
 in a child process); a model whose architecture the GGUF export does not know is generated with torch,
-said once. Neither is faster everywhere: in an evaluation's own setting (150 prompts x 4 samples) llama.cpp
-took 1.46x the torch path's time for SmolLM2 on a quiet 2-core AMD EPYC and 2.1x on the Intel build machine,
-but 0.73x for Gemma-3-270M, with its large vocabulary, on the AMD machine; its fidelity is the same within the
+said once. Neither is faster everywhere: in an evaluation's own setting on a quiet 2-core AMD EPYC,
+llama.cpp took 0.985x the torch path's time for SmolLM2 at 150 prompts x 4 samples, 0.74x at one sample per
+prompt, and 0.55x-0.73x for Gemma-3-270M, with its large vocabulary; its fidelity is the same within the
 CIs (bench/eval_generate.py --eval-setting; README, "llama.cpp"). `backend="auto"` picks one of the two per
 model shape, machine and setting from a remembered probe of both (`eval/backend_pick.py`).
 """
