@@ -16,10 +16,10 @@ not its random stream. Greedy replies equal the torch path's up to f16 rounding 
 
 Measured (README, "llama.cpp"; bench/eval_generate.py): in tokens/s at 16 sequences, f16 llama.cpp runs
 1.37x our torch loop at batch 24 on a quiet AMD EPYC (SmolLM2-135M, 2 threads) and 0.88x (SmolLM2) to
-1.26x (Gemma-3-270M) on the Intel build machine; 76-96 % of its time is llama_decode itself. In an
+1.26x (Gemma-3-270M) on the Intel build machine; 73-96 % of its time is llama_decode itself. In an
 evaluation's own setting on the AMD machine, llama.cpp took 0.985x torch's time for SmolLM2 at 150 prompts
-x 4 samples (where torch decodes a batch's 16 prompts x 4 as 64 rows) and 1.36x-1.81x less at one sample
-per prompt or for Gemma-3-270M, whose 262k-token head is where its f16 kernels pay. So the default,
+x 4 samples (where torch decodes a batch's 16 prompts x 4 as 64 rows), and ran 1.36x-1.81x faster than
+torch at one sample per prompt or for Gemma-3-270M, whose 262k-token head is where its f16 kernels pay. So the default,
 `auto`, picks between the two per model shape, machine and setting from a probe of both
 (`eval/backend_pick.py`). Its fidelity equals the torch path's in every setting measured: +0.8 [-4.5, +6.2]
 points over 150 prompts x 4 samples (SmolLM2), -0.5 [-5.5, +4.5] over 50 x 4 (Gemma).
