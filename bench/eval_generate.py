@@ -144,7 +144,7 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
                  batch_size: int) -> dict:
     """Both backends through `generate_responses` on the same prompts, k samples each: seconds, and each
     sample's fidelity in `lang` with their difference paired by prompt (llama.cpp − torch, in points)."""
-    from langshift.eval.backend_pick import MARGIN, PROBE_TOKENS, measure, pick
+    from langshift.eval.backend_pick import MARGIN, PROBE_TOKENS, measure, pick, predicted_seconds
     from langshift.eval.fidelity import fidelity_items
     from langshift.eval.llamacpp import gguf_for
     from langshift.eval.stats import item_values, paired_difference
@@ -171,8 +171,7 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
                     temperature=0.6, top_p=0.9)
     tokens = len(rows) * samples * max_new_tokens
     chosen = pick(probe, tokens, exported=True)
-    predicted = {"hf": tokens * probe["hf_s_per_token"],
-                 "llamacpp": probe["start_s"] + tokens * probe["cpp_s_per_token"]}
+    predicted_hf, predicted_cpp = predicted_seconds(probe, tokens, exported=True)
     faster = "llamacpp" if seconds["llamacpp"] <= MARGIN * seconds["hf"] else "hf"
     return {"eval_setting": f"{len(rows)} {lang} prompts ({prompts}) x {samples} samples, {max_new_tokens} tokens",
             # 3 decimals: a tiny model's whole setting takes hundredths of a second
@@ -185,7 +184,7 @@ def eval_setting(model, tok, n_prompts: int, samples: int, prompts: str, lang: s
             "eval_setting_fidelity_p": round(diff.p_value, 3),
             "eval_setting_mean_chars": {b: round(c, 1) for b, c in chars.items()},
             "auto_probe": probe["probe"], "auto_pick": chosen.backend, "auto_pick_by_measured_times": faster,
-            "auto_predicted_llamacpp_speedup": ratio(predicted["hf"], predicted["llamacpp"])}
+            "auto_predicted_llamacpp_speedup": ratio(predicted_hf, predicted_cpp)}
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def test_a_crash_measured_keeps_torch_and_says_why():
                                 "exited with SIGILL")
 
 
-def test_what_is_asked_for_by_name_is_kept(tiny_gpt2):
+def test_what_is_asked_for_by_name_is_kept():
     assert resolve_backend("llamacpp", object(), None, PROMPTS, samples=1, max_new_tokens=8, batch_size=4,
                            temperature=0.6, top_p=0.9) == Pick("llamacpp", "asked for")
 

@@ -96,13 +96,19 @@ def resolve_backend(backend: str, model, tokenizer, prompts: list[dict], *, samp
     return chosen
 
 
-def pick(measured: dict, tokens: int, *, exported: bool) -> Pick:
-    """The rule: llama.cpp iff its predicted time for `tokens` new tokens is at most MARGIN x torch's
-    (`exported`: this model's GGUF is cached, so no export is paid)."""
-    if measured.get("crash"):
-        return Pick("hf", f"llama.cpp crashed when measured: {measured['crash']}")
+def predicted_seconds(measured: dict, tokens: int, *, exported: bool) -> tuple[float, float]:
+    """(torch, llama.cpp) seconds for `tokens` new tokens by the measured costs (`exported`: this model's
+    GGUF is cached, so no export is paid)."""
     hf = tokens * measured["hf_s_per_token"]
     cpp = measured["start_s"] + (0.0 if exported else measured["export_s"]) + tokens * measured["cpp_s_per_token"]
+    return hf, cpp
+
+
+def pick(measured: dict, tokens: int, *, exported: bool) -> Pick:
+    """The rule: llama.cpp iff its predicted time for `tokens` new tokens is at most MARGIN x torch's."""
+    if measured.get("crash"):
+        return Pick("hf", f"llama.cpp crashed when measured: {measured['crash']}")
+    hf, cpp = predicted_seconds(measured, tokens, exported=exported)
     backend = "llamacpp" if cpp <= MARGIN * hf else "hf"
     return Pick(backend, f"predicted {cpp:.0f} s with llama.cpp against {hf:.0f} s with torch for at most "
                          f"{tokens} new tokens (measured {measured['measured']})")
@@ -116,7 +122,7 @@ def measure(model, tokenizer, prompts: list[dict], *, samples: int, probe_tokens
 
     from langshift import native
     from langshift.eval.decode import prefill, sample
-    from langshift.eval.generate import encode_prompt, left_padded, pad_id
+    from langshift.eval.generate import _stop_ids, encode_prompt, left_padded, pad_id
     from langshift.eval.llamacpp import PARALLEL, gguf_for, gguf_path
     from langshift.models import chat_format
 
@@ -124,7 +130,7 @@ def measure(model, tokenizer, prompts: list[dict], *, samples: int, probe_tokens
     ids = [encode_prompt(tokenizer, fmt.prompt_text(tokenizer, p["prompt"])) for p in prompts]
     rows = len(ids) * samples
     tokens = rows * probe_tokens
-    input_ids, mask = left_padded(ids, pad_id(tokenizer, [tokenizer.eos_token_id or 0]), model.device)
+    input_ids, mask = left_padded(ids, pad_id(tokenizer, _stop_ids(model, tokenizer, fmt.end)), model.device)
     model.eval()
     with torch.random.fork_rng():  # the probe draws nothing from the evaluation's random stream
         torch.manual_seed(0)
